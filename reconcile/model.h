@@ -1,0 +1,84 @@
+/* model.h - the plain data every layer shares: host devices, guest buses
+ * and guest devices.  No behaviour lives here; see port.h for port paths.
+ *
+ * Strings are fixed-size and always NUL-terminated; producers truncate.
+ */
+#ifndef USBSYNC_MODEL_H
+#define USBSYNC_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A physical port path: bus 3, ports 4.1.2 is "3-4.1.2".  USB allows at
+ * most 7 tiers below the root, so 7 port numbers bound every real path. */
+#define PORT_DEPTH_MAX 7
+#define PORT_BUS_MAX 65535u
+#define PORT_NUM_MAX 255u
+/* "65535-255.255.255.255.255.255.255" is 33 bytes plus NUL. */
+#define PORT_STR_MAX 40
+
+struct port {
+	uint16_t bus;                  /* 1..PORT_BUS_MAX */
+	uint8_t depth;                 /* 1..PORT_DEPTH_MAX numbers in num[] */
+	uint8_t num[PORT_DEPTH_MAX];   /* 1..PORT_NUM_MAX each */
+};
+
+enum usb_speed {
+	SPEED_UNKNOWN = 0,
+	SPEED_LOW,        /* 1.5 Mb/s */
+	SPEED_FULL,       /* 12 */
+	SPEED_HIGH,       /* 480 */
+	SPEED_SUPER,      /* 5000 */
+	SPEED_SUPER_PLUS, /* 10000 and up */
+};
+
+#define USB_STR_MAX 256 /* product, manufacturer, serial: raw bytes, untrusted */
+
+/* One USB device of the host (never an interface, never a root hub). */
+struct usbdev {
+	struct port port;
+	uint16_t vid, pid;
+	uint8_t cls;            /* bDeviceClass */
+	bool hub;               /* cls == 0x09 */
+	enum usb_speed speed;
+	char product[USB_STR_MAX];      /* raw, may hold any byte but NUL */
+	char manufacturer[USB_STR_MAX];
+	char serial[USB_STR_MAX];
+};
+
+enum hc_kind { HC_UNKNOWN = 0, HC_UHCI, HC_OHCI, HC_EHCI, HC_XHCI };
+
+#define QOM_NAME_MAX 128 /* ids, bus names, QOM type names */
+#define GUEST_PORT_MAX 256 /* guest port numbers are 1..255 */
+
+/* A USB bus of a guest: what `device_add ... bus=` names. */
+struct guest_bus {
+	char name[QOM_NAME_MAX];  /* "xhci.0" */
+	char ctrl[QOM_NAME_MAX];  /* controller id, "xhci" */
+	enum hc_kind kind;
+	unsigned nports;          /* top-level ports 1..nports */
+	bool used[GUEST_PORT_MAX]; /* used[n]: top-level port n is taken */
+};
+
+/* A USB device of a guest, as QEMU reports it. */
+struct guest_dev {
+	char id[QOM_NAME_MAX];    /* "" for a device without an id */
+	char type[QOM_NAME_MAX];  /* "usb-host", "usb-tablet", ... */
+	size_t bus;               /* index into vm_actual.buses */
+	char guest_port[32];      /* "4", "1.2", or "" when unknown */
+	bool is_host;             /* type is usb-host: the host* fields hold */
+	unsigned hostbus;         /* 0 when unset */
+	char hostport[PORT_STR_MAX]; /* "4.1.2", "" when unset */
+};
+
+/* What one VM holds.  Owned by whoever filled it (qmp_read_usb: free with
+ * qmp_actual_clear; tests may point at arrays of their own). */
+struct vm_actual {
+	struct guest_bus *buses;
+	size_t nbuses;
+	struct guest_dev *devs;
+	size_t ndevs;
+};
+
+#endif

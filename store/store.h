@@ -1,0 +1,94 @@
+/* store.h - the run history in SQLite.
+ *
+ * One database file; schema versioned with PRAGMA user_version; WAL mode
+ * with synchronous=NORMAL (a commit does not wait on fsync); a busy
+ * timeout; prepared statements with bound parameters only, so device
+ * strings are stored intact whatever bytes they hold.
+ *
+ * History never blocks reconciling: callers print a warning when any of
+ * these fail and carry on.
+ */
+#ifndef USBSYNC_STORE_H
+#define USBSYNC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct store;
+
+/* Open (creating the file, its parent directory with mode 0700, and the
+ * schema if needed) the database at `path`.  Returns an owned handle or
+ * NULL with `e` set (ERR_DB, naming the path).  A file that is not a
+ * usbsync database, or has a newer schema, is refused and left alone. */
+struct store *store_open(const char *path, struct err *e);
+
+/* Open an existing database read-only (for `history`); NULL with e set if
+ * it does not exist. */
+struct store *store_open_readonly(const char *path, struct err *e);
+
+/* Close; NULL is a no-op. */
+void store_close(struct store *s);
+
+/* A run as the caller saw it.  All strings borrowed; NULL means unknown. */
+struct store_run {
+	int64_t time_ms;        /* wall clock, ms since the epoch */
+	const char *trigger;    /* "udev", "timer", "hook", "manual" */
+	const char *udev_action; /* ACTION for udev runs */
+	const char *devpath;    /* DEVPATH for udev runs */
+	bool dry_run;
+	int exit_code;
+};
+
+/* One thing a run did or found. */
+struct store_event {
+	const char *vm;
+	const char *op;      /* "add", "del", "error", "conflict", "skip" */
+	const char *port;    /* "3-4.1.2" or NULL */
+	const char *vidpid;  /* "046d:c52b" or NULL */
+	const char *product; /* raw device string or NULL */
+	const char *result;  /* "ok", "failed", "planned" */
+	const char *error;   /* error text or NULL */
+};
+
+/* Store a run and its events in one transaction.  Returns the new run's
+ * id in *run_id when that is not NULL. */
+bool store_record_run(struct store *s, const struct store_run *run,
+		      const struct store_event *ev, size_t nev,
+		      int64_t *run_id, struct err *e);
+
+/* Remember the time of the latest run, including runs that stored no row. */
+bool store_touch(struct store *s, int64_t time_ms, struct err *e);
+
+/* The time given to the last store_touch, or 0 if none; false on error. */
+bool store_last_run(struct store *s, int64_t *time_ms, struct err *e);
+
+/* History filters; zero/NULL fields do not filter. */
+struct store_query {
+	const char *vm;
+	const char *port;    /* matches that port and every port below it */
+	const char *vidpid;  /* exact "vvvv:pppp" */
+	int64_t since_ms;    /* inclusive; 0 = no bound */
+	int64_t until_ms;    /* inclusive; 0 = no bound */
+	unsigned limit;      /* 0 = no limit */
+};
+
+/* One history row: an event with its run.  Strings are borrowed and valid
+ * only during the callback; NULL where the column is NULL. */
+struct store_row {
+	int64_t run_id;
+	int64_t time_ms;
+	const char *trigger, *udev_action, *devpath;
+	bool dry_run;
+	const char *vm, *op, *port, *vidpid, *product, *result, *error;
+};
+
+/* Call fn for each matching event, newest first (by time, then id).
+ * fn returns false to stop early. */
+typedef bool (*store_row_fn)(const struct store_row *row, void *ctx);
+bool store_history(struct store *s, const struct store_query *q,
+		   store_row_fn fn, void *ctx, struct err *e);
+
+#endif
