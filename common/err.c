@@ -21,13 +21,20 @@ bool err_prefix(struct err *e, const char *fmt, ...)
 {
 	if (!e)
 		return false;
-	char head[ERR_MSG_MAX], old[ERR_MSG_MAX];
+	char head[ERR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(head, sizeof head, fmt, ap);
 	va_end(ap);
-	memcpy(old, e->msg, sizeof old);
-	snprintf(e->msg, sizeof e->msg, "%s%s", head, old);
+	/* Shift the old message right (cutting its tail if need be). */
+	size_t h = strlen(head), m = strlen(e->msg);
+	if (h >= sizeof e->msg)
+		h = sizeof e->msg - 1;
+	if (h + m >= sizeof e->msg)
+		m = sizeof e->msg - 1 - h;
+	memmove(e->msg + h, e->msg, m);
+	memcpy(e->msg, head, h);
+	e->msg[h + m] = '\0';
 	return false;
 }
 

@@ -1,0 +1,371 @@
+/* config.c - reading and matching per-VM rules.
+ *
+ * Invariants of reading (usbsync runs as root, from udev):
+ *  1. A file is opened with O_NOFOLLOW and checked with fstat on the same
+ *     fd: it must be a regular file no larger than CONFIG_FILE_MAX.
+ *  2. As root, the directory and every file must be owned by root and not
+ *     writable by group or others, or nothing in them is believed (a
+ *     symlinked directory is followed: /etc/pve/qemu-server is one).
+ *  3. Any problem with one file marks only that VM !ok; the caller then
+ *     leaves that VM untouched, so a typo never reads as "wants nothing".
+ */
+#include "reconcile/config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/text.h"
+#include "reconcile/port.h"
+
+bool config_vm_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= VM_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && name[i] != '_' && name[i] != '-')
+			return false;
+	return true;
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+static bool parse_hex16(const char *s, size_t n, uint16_t *out)
+{
+	unsigned v = 0;
+
+	if (n != 4)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+		v = v * 16 + (unsigned)(isdigit((unsigned char)s[i]) ? s[i] - '0'
+						: (tolower((unsigned char)s[i]) - 'a' + 10));
+	}
+	*out = (uint16_t)v;
+	return true;
+}
+
+static bool parse_vidpid(const char *s, struct rule *r)
+{
+	const char *colon = strchr(s, ':');
+
+	return colon && parse_hex16(s, (size_t)(colon - s), &r->vid) &&
+	       parse_hex16(colon + 1, strlen(colon + 1), &r->pid);
+}
+
+#define EXPECTED "expected 'port BUS-PORT[.PORT]...', 'device VVVV:PPPP' or 'exclude port|device ...'"
+
+/* Parse one line's words (comment and blanks already gone). */
+static bool parse_words(char **w, int nw, struct rule *r, const char *where,
+			struct err *e)
+{
+	char shown[96];
+	int i = 0;
+
+	if (nw > 0 && strcmp(w[0], "exclude") == 0)
+		r->exclude = true, i = 1;
+	if (nw - i == 1 && !r->exclude && port_parse(w[i], &r->port)) {
+		r->kind = RULE_PORT;
+		return true;
+	}
+	if (nw - i == 2 && strcmp(w[i], "port") == 0) {
+		r->kind = RULE_PORT;
+		if (port_parse(w[i + 1], &r->port))
+			return true;
+		return err_set(e, ERR_CONFIG, "%s: bad port path '%s' (expected BUS-PORT[.PORT]..., e.g. 3-4.1)",
+			       where, text_escape(shown, sizeof shown, w[i + 1]));
+	}
+	if (nw - i == 2 && strcmp(w[i], "device") == 0) {
+		r->kind = RULE_DEVICE;
+		if (parse_vidpid(w[i + 1], r))
+			return true;
+		return err_set(e, ERR_CONFIG, "%s: bad device '%s' (expected VVVV:PPPP in hex, e.g. 046d:c52b)",
+			       where, text_escape(shown, sizeof shown, w[i + 1]));
+	}
+	return err_set(e, ERR_CONFIG, "%s: %s, got '%s'", where, EXPECTED,
+		       text_escape(shown, sizeof shown, nw > 0 ? w[0] : ""));
+}
+
+/* Split `line` (modified in place) into at most `max` words; returns the
+ * count, or max + 1 if there are more. */
+static int split_words(char *line, char **w, int max)
+{
+	int n = 0;
+	char *save = NULL;
+
+	for (char *t = strtok_r(line, " \t\r\f\v", &save); t;
+	     t = strtok_r(NULL, " \t\r\f\v", &save)) {
+		if (n == max)
+			return max + 1;
+		w[n++] = t;
+	}
+	return n;
+}
+
+static bool push_rule(struct vm_config *vm, const struct rule *r,
+		      const char *where, struct err *e)
+{
+	if (vm->nrules == CONFIG_RULES_MAX)
+		return err_set(e, ERR_CONFIG, "%s: more than %d rules", where, CONFIG_RULES_MAX);
+	/* Grow by doubling; nrules is a power of two when the array is full. */
+	if ((vm->nrules & (vm->nrules - 1)) == 0) {
+		size_t cap = vm->nrules ? vm->nrules * 2 : 4;
+		struct rule *n = realloc(vm->rules, cap * sizeof *n);
+		if (!n)
+			return err_set(e, ERR_NOMEM, "%s: out of memory", where);
+		vm->rules = n;
+	}
+	vm->rules[vm->nrules++] = *r;
+	return true;
+}
+
+/* Parse one raw line of `len` bytes. */
+static bool parse_line(const char *raw, size_t len, unsigned lineno,
+		       const char *path, struct vm_config *vm, struct err *e)
+{
+	char where[PATH_MAX + 32], buf[CONFIG_LINE_MAX + 1], *w[4];
+	struct rule r = { .line = lineno };
+
+	snprintf(where, sizeof where, "%s:%u", path, lineno);
+	if (len > CONFIG_LINE_MAX)
+		return err_set(e, ERR_CONFIG, "%s: line longer than %d bytes", where, CONFIG_LINE_MAX);
+	if (memchr(raw, '\0', len))
+		return err_set(e, ERR_CONFIG, "%s: NUL byte in line", where);
+	memcpy(buf, raw, len);
+	buf[len] = '\0';
+	char *hash = strchr(buf, '#');
+	if (hash)
+		*hash = '\0';
+	int nw = split_words(buf, w, 3);
+	if (nw == 0)
+		return true;
+	if (nw > 3)
+		return err_set(e, ERR_CONFIG, "%s: too many words; %s", where, EXPECTED);
+	return parse_words(w, nw, &r, where, e) && push_rule(vm, &r, where, e);
+}
+
+bool config_parse(const char *text, size_t len, const char *path,
+		  struct vm_config *vm, struct err *e)
+{
+	unsigned lineno = 0;
+
+	vm->nrules = 0;
+	for (size_t pos = 0; pos < len;) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - text) : len;
+		if (!parse_line(text + pos, end - pos, ++lineno, path, vm, e)) {
+			free(vm->rules);
+			vm->rules = NULL;
+			vm->nrules = 0;
+			return false;
+		}
+		pos = end + 1;
+	}
+	return true;
+}
+
+/* ---- reading files ---------------------------------------------------- */
+
+/* Invariant 2: only root may have written it. */
+static bool trusted(const struct stat *st, const char *path, struct err *e)
+{
+	if (geteuid() != 0)
+		return true;
+	if (st->st_uid != 0)
+		return err_set(e, ERR_CONFIG, "%s: not owned by root (uid %u); refusing to trust it",
+			       path, (unsigned)st->st_uid);
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return err_set(e, ERR_CONFIG, "%s: writable by group or others (mode %04o); refusing to trust it",
+			       path, (unsigned)(st->st_mode & 07777));
+	return true;
+}
+
+static bool read_file(int dirfd, const char *name, const char *path,
+		      char **out, size_t *outlen, struct err *e)
+{
+	struct stat st;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	bool ok = false;
+	char *buf = NULL;
+
+	if (fd < 0)
+		return err_set(e, ERR_CONFIG, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0)
+		err_set(e, ERR_CONFIG, "%s: fstat: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		err_set(e, ERR_CONFIG, "%s: not a regular file", path);
+	else if (st.st_size > CONFIG_FILE_MAX)
+		err_set(e, ERR_CONFIG, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+	else if (trusted(&st, path, e) && (buf = malloc((size_t)st.st_size + 1))) {
+		ssize_t n = read(fd, buf, (size_t)st.st_size + 1);
+		if (n < 0)
+			err_set(e, ERR_CONFIG, "%s: read: %s", path, strerror(errno));
+		else if (n > st.st_size)
+			err_set(e, ERR_CONFIG, "%s: grew while being read", path);
+		else
+			*out = buf, *outlen = (size_t)n, ok = true;
+	} else if (!buf && e && e->kind == ERR_NONE)
+		err_set(e, ERR_NOMEM, "%s: out of memory", path);
+	close(fd);
+	if (!ok)
+		free(buf);
+	return ok;
+}
+
+static void load_vm(int dirfd, const char *dir, const char *name, struct vm_config *vm)
+{
+	size_t stem = strlen(name) - strlen(CONFIG_SUFFIX);
+	char *text = NULL;
+	size_t len = 0;
+
+	snprintf(vm->path, sizeof vm->path, "%s/%s", dir, name);
+	err_clear(&vm->err);
+	if (stem < VM_NAME_MAX) {
+		memcpy(vm->vm, name, stem);
+		vm->vm[stem] = '\0';
+	}
+	if (!config_vm_name_valid(vm->vm)) {
+		vm->vm[0] = '\0';
+		err_set(&vm->err, ERR_CONFIG, "%s: file name is not <vm>" CONFIG_SUFFIX
+			" with a VM name of letters, digits, '_' and '-'", vm->path);
+		return;
+	}
+	if (read_file(dirfd, name, vm->path, &text, &len, &vm->err))
+		vm->ok = config_parse(text, len, vm->path, vm, &vm->err);
+	free(text);
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int vm_order(const void *a, const void *b)
+{
+	return strverscmp(((const struct vm_config *)a)->vm,
+			  ((const struct vm_config *)b)->vm);
+}
+
+static struct vm_config *grow(struct config *c)
+{
+	if (c->nvms == CONFIG_VMS_MAX)
+		return NULL;
+	if ((c->nvms & (c->nvms - 1)) == 0) {
+		size_t cap = c->nvms ? c->nvms * 2 : 8;
+		struct vm_config *n = realloc(c->vms, cap * sizeof *n);
+		if (!n)
+			return NULL;
+		c->vms = n;
+	}
+	struct vm_config *vm = &c->vms[c->nvms++];
+	memset(vm, 0, sizeof *vm);
+	return vm;
+}
+
+static bool check_dir(int fd, const char *dir, struct err *e)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return err_set(e, ERR_CONFIG, "%s: fstat: %s", dir, strerror(errno));
+	return trusted(&st, dir, e);
+}
+
+bool config_load_dir(const char *dir, struct config *out, struct err *e)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	bool ok = true;
+
+	memset(out, 0, sizeof *out);
+	if (!d)
+		return err_set(e, ERR_CONFIG, "config dir %s: %s", dir, strerror(errno));
+	if (!check_dir(dirfd(d), dir, e)) {
+		closedir(d);
+		return false;
+	}
+	while (ok && (de = readdir(d))) {
+		if (!has_suffix(de->d_name, CONFIG_SUFFIX) || de->d_name[0] == '.')
+			continue;
+		struct vm_config *vm = grow(out);
+		if (!vm)
+			ok = err_set(e, ERR_CONFIG, "config dir %s: more than %d VM files or out of memory",
+				     dir, CONFIG_VMS_MAX);
+		else
+			load_vm(dirfd(d), dir, de->d_name, vm);
+	}
+	closedir(d);
+	if (!ok) {
+		config_clear(out);
+		return false;
+	}
+	qsort(out->vms, out->nvms, sizeof *out->vms, vm_order);
+	return true;
+}
+
+long config_find(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nvms; i++)
+		if (c->vms[i].vm[0] && strcmp(c->vms[i].vm, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+long config_add_vm(struct config *c, const char *name)
+{
+	long i = config_find(c, name);
+
+	if (i >= 0)
+		return i;
+	if (!config_vm_name_valid(name))
+		return -1;
+	struct vm_config *vm = grow(c);
+	if (!vm)
+		return -1;
+	snprintf(vm->vm, sizeof vm->vm, "%s", name);
+	snprintf(vm->path, sizeof vm->path, "(no %s%s)", name, CONFIG_SUFFIX);
+	vm->ok = true;
+	return (long)(c->nvms - 1);
+}
+
+void config_clear(struct config *c)
+{
+	for (size_t i = 0; i < c->nvms; i++)
+		free(c->vms[i].rules);
+	free(c->vms);
+	memset(c, 0, sizeof *c);
+}
+
+/* ---- matching --------------------------------------------------------- */
+
+static bool rule_matches(const struct rule *r, const struct usbdev *dev)
+{
+	if (r->kind == RULE_PORT)
+		return port_within(&dev->port, &r->port);
+	return r->vid == dev->vid && r->pid == dev->pid;
+}
+
+bool config_wants(const struct vm_config *vm, const struct usbdev *dev,
+		  bool *excluded)
+{
+	bool want = false, excl = false;
+
+	if (!vm->ok || dev->hub)
+		return false;
+	for (size_t i = 0; i < vm->nrules; i++)
+		if (rule_matches(&vm->rules[i], dev))
+			*(vm->rules[i].exclude ? &excl : &want) = true;
+	if (excluded)
+		*excluded = want && excl;
+	return want && !excl;
+}

@@ -1,0 +1,221 @@
+/* usbtree.c - the thin wall around libudev.
+ *
+ * sysfs values are untrusted (a device picks its own strings, and devices
+ * come and go while we read): every attribute is bounded, parsed
+ * strictly, and a device that disappears mid-read is skipped.
+ */
+#include "reconcile/usbtree.h"
+
+#include <libudev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconcile/port.h"
+
+/* sysfs attribute names, all in one place. */
+#define ATTR_BUSNUM "busnum"
+#define ATTR_VID "idVendor"
+#define ATTR_PID "idProduct"
+#define ATTR_CLASS "bDeviceClass"
+#define ATTR_SPEED "speed"
+#define ATTR_PRODUCT "product"
+#define ATTR_MANUFACTURER "manufacturer"
+#define ATTR_SERIAL "serial"
+#define USB_CLASS_HUB 0x09
+
+/* Exactly `digits` hex digits (the kernel prints %04x / %02x). */
+static unsigned parse_hex(const char *s, size_t digits)
+{
+	unsigned v = 0;
+
+	if (!s || strlen(s) != digits)
+		return 0;
+	for (size_t i = 0; i < digits; i++) {
+		char c = s[i];
+		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+			   : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+			   : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
+		if (d == 16)
+			return 0;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+/* True if s is exactly the decimal v (leading zeros allowed). */
+static bool dec_equals(const char *s, unsigned v)
+{
+	unsigned long n = 0;
+
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9' || p - s > 8)
+			return false;
+		n = n * 10 + (unsigned long)(*p - '0');
+	}
+	return n == v;
+}
+
+enum usb_speed usbtree_parse_speed(const char *s)
+{
+	static const struct { const char *text; enum usb_speed speed; } t[] = {
+		{ "1.5", SPEED_LOW }, { "12", SPEED_FULL }, { "480", SPEED_HIGH },
+		{ "5000", SPEED_SUPER }, { "10000", SPEED_SUPER_PLUS },
+		{ "20000", SPEED_SUPER_PLUS },
+	};
+	for (size_t i = 0; s && i < sizeof t / sizeof t[0]; i++)
+		if (strcmp(s, t[i].text) == 0)
+			return t[i].speed;
+	return SPEED_UNKNOWN;
+}
+
+const char *usbtree_speed_name(enum usb_speed s)
+{
+	static const char *const names[] = {
+		[SPEED_UNKNOWN] = "?", [SPEED_LOW] = "1.5M", [SPEED_FULL] = "12M",
+		[SPEED_HIGH] = "480M", [SPEED_SUPER] = "5G", [SPEED_SUPER_PLUS] = "10G+",
+	};
+	return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
+}
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	size_t len = src ? strnlen(src, n - 1) : 0;
+
+	if (len)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+bool usbtree_parse_device(const char *sysname, usbtree_attr_fn get, void *ctx,
+			  struct usbdev *out, struct err *e)
+{
+	struct usbdev d = { 0 };
+	const char *busnum;
+
+	if (!port_parse(sysname, &d.port))
+		return err_set(e, ERR_PROTOCOL, "usb device '%.64s': name is not a port path", sysname);
+	/* The name is the authority; a busnum that disagrees means the entry
+	 * is not what it claims to be. */
+	busnum = get(ctx, ATTR_BUSNUM);
+	if (busnum && *busnum && !dec_equals(busnum, d.port.bus))
+		return err_set(e, ERR_PROTOCOL, "usb device %s: busnum '%.16s' contradicts its name",
+			       sysname, busnum);
+	d.vid = (uint16_t)parse_hex(get(ctx, ATTR_VID), 4);
+	d.pid = (uint16_t)parse_hex(get(ctx, ATTR_PID), 4);
+	d.cls = (uint8_t)parse_hex(get(ctx, ATTR_CLASS), 2);
+	d.hub = d.cls == USB_CLASS_HUB;
+	d.speed = usbtree_parse_speed(get(ctx, ATTR_SPEED));
+	copy_str(d.product, sizeof d.product, get(ctx, ATTR_PRODUCT));
+	copy_str(d.manufacturer, sizeof d.manufacturer, get(ctx, ATTR_MANUFACTURER));
+	copy_str(d.serial, sizeof d.serial, get(ctx, ATTR_SERIAL));
+	*out = d;
+	return true;
+}
+
+/* ---- libudev ---------------------------------------------------------- */
+
+static const char *udev_attr(void *ctx, const char *attr)
+{
+	return udev_device_get_sysattr_value(ctx, attr);
+}
+
+static int dev_order(const void *a, const void *b)
+{
+	return port_cmp(&((const struct usbdev *)a)->port, &((const struct usbdev *)b)->port);
+}
+
+static bool push(struct usbtree *t, const struct usbdev *d)
+{
+	if (t->n == USBTREE_DEVS_MAX)
+		return false;
+	if ((t->n & (t->n - 1)) == 0) {
+		size_t cap = t->n ? t->n * 2 : 16;
+		struct usbdev *n = realloc(t->devs, cap * sizeof *n);
+		if (!n)
+			return false;
+		t->devs = n;
+	}
+	t->devs[t->n++] = *d;
+	return true;
+}
+
+/* Read one enumerated entry; false only when the tree cannot grow. */
+static bool read_one(struct udev *udev, const char *syspath, struct usbtree *t)
+{
+	struct udev_device *dev = udev_device_new_from_syspath(udev, syspath);
+	const char *type, *name;
+	struct usbdev d;
+	bool ok = true;
+
+	if (!dev) { /* gone since enumeration */
+		t->skipped++;
+		return true;
+	}
+	type = udev_device_get_devtype(dev);
+	name = udev_device_get_sysname(dev);
+	if (type && strcmp(type, "usb_device") == 0 && name && strncmp(name, "usb", 3) != 0) {
+		if (usbtree_parse_device(name, udev_attr, dev, &d, NULL))
+			ok = push(t, &d);
+		else
+			t->skipped++;
+	}
+	udev_device_unref(dev);
+	return ok;
+}
+
+bool usbtree_read(struct usbtree *out, struct err *e)
+{
+	struct udev *udev = udev_new();
+	struct udev_enumerate *en = NULL;
+	struct udev_list_entry *it;
+	bool ok = false;
+
+	memset(out, 0, sizeof *out);
+	if (!udev)
+		return err_set(e, ERR_IO, "udev_new failed");
+	en = udev_enumerate_new(udev);
+	if (!en || udev_enumerate_add_match_subsystem(en, "usb") < 0 ||
+	    udev_enumerate_scan_devices(en) < 0) {
+		err_set(e, ERR_IO, "enumerating USB devices through libudev failed");
+		goto out;
+	}
+	ok = true;
+	udev_list_entry_foreach(it, udev_enumerate_get_list_entry(en)) {
+		if (!read_one(udev, udev_list_entry_get_name(it), out)) {
+			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
+				     USBTREE_DEVS_MAX);
+			break;
+		}
+	}
+	if (ok)
+		qsort(out->devs, out->n, sizeof *out->devs, dev_order);
+	else
+		usbtree_clear(out);
+out:
+	udev_enumerate_unref(en);
+	udev_unref(udev);
+	return ok;
+}
+
+void usbtree_clear(struct usbtree *t)
+{
+	free(t->devs);
+	memset(t, 0, sizeof *t);
+}
+
+const struct usbdev *usbtree_find(const struct usbtree *t, const struct port *p)
+{
+	size_t lo = 0, hi = t->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = port_cmp(&t->devs[mid].port, p);
+		if (c == 0)
+			return &t->devs[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}

@@ -1,0 +1,49 @@
+/* usbtree.h - the host's USB devices, read through libudev.
+ *
+ * This is the only place that knows libudev or sysfs attribute names.
+ * Everything above sees plain struct usbdev values, sorted by port.
+ * Root hubs and interfaces are never listed; hubs are (with hub = true)
+ * so that a tree view can show them, but nothing passes them through.
+ */
+#ifndef USBSYNC_USBTREE_H
+#define USBSYNC_USBTREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "reconcile/model.h"
+
+#define USBTREE_DEVS_MAX 4096
+
+struct usbtree {
+	struct usbdev *devs; /* owned, sorted by port_cmp */
+	size_t n;
+	unsigned skipped;    /* devices whose sysfs entry was unusable */
+};
+
+/* Enumerate usb_device entries.  A device that vanishes mid-read or has a
+ * name that is not a port path is skipped and counted.  Free with
+ * usbtree_clear. */
+bool usbtree_read(struct usbtree *out, struct err *e);
+
+void usbtree_clear(struct usbtree *t);
+
+/* The device at exactly port p, or NULL.  Borrowed from t. */
+const struct usbdev *usbtree_find(const struct usbtree *t, const struct port *p);
+
+/* Fill `out` from a device's sysfs name ("3-4.1.2") and an attribute
+ * getter (NULL for a missing attribute).  Pure: unit tests feed it a
+ * table.  Missing or malformed vid/pid/class read as 0; a name that is
+ * not a port path, or a busnum that contradicts it, is refused. */
+typedef const char *(*usbtree_attr_fn)(void *ctx, const char *attr);
+bool usbtree_parse_device(const char *sysname, usbtree_attr_fn get, void *ctx,
+			  struct usbdev *out, struct err *e);
+
+/* "1.5", "12", "480", "5000", "10000"... -> speed; SPEED_UNKNOWN else. */
+enum usb_speed usbtree_parse_speed(const char *s);
+
+/* "480M"-style short text for a speed, for display. */
+const char *usbtree_speed_name(enum usb_speed s);
+
+#endif

@@ -1,0 +1,496 @@
+/* store.c - the run history in SQLite.
+ *
+ * Invariants:
+ *  1. A file we did not create is never written.  The schema check is a
+ *     pure read, done before anything that writes (the WAL switch, the
+ *     schema); a refused file is closed without a checkpoint, so even a
+ *     foreign WAL database keeps its main file byte for byte.
+ *  2. The schema is created inside one BEGIN IMMEDIATE transaction that
+ *     re-checks it first, so two first runs racing cannot both create it
+ *     and a half-created schema is never committed.
+ *  3. Every value reaches SQL through a bound parameter with an explicit
+ *     length; no SQL text is ever built from data.  The product string is
+ *     bound as a BLOB: it is whatever bytes the device sent, not UTF-8.
+ *  4. A run and its events are committed together or not at all.
+ *  5. Every error names the database path and SQLite's own message.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 2000
+
+struct store {
+	sqlite3 *db;
+	char *path;
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE runs ("
+	" id INTEGER PRIMARY KEY,"
+	" time_ms INTEGER NOT NULL,"
+	" trigger TEXT NOT NULL,"
+	" udev_action TEXT,"
+	" devpath TEXT,"
+	" dry_run INTEGER NOT NULL,"
+	" exit_code INTEGER NOT NULL);"
+	"CREATE TABLE events ("
+	" id INTEGER PRIMARY KEY,"
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" vm TEXT NOT NULL,"
+	" op TEXT NOT NULL,"
+	" port TEXT,"
+	" vidpid TEXT,"
+	" product BLOB,"
+	" result TEXT NOT NULL,"
+	" error TEXT);"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);"
+	"CREATE INDEX events_run_id ON events(run_id);"
+	"CREATE INDEX events_vm ON events(vm);"
+	"CREATE INDEX runs_time_ms ON runs(time_ms);"
+	"PRAGMA user_version = 1;";
+
+/* ---- errors ---- */
+
+static bool db_fail(const struct store *s, struct err *e, const char *what)
+{
+	return err_set(e, ERR_DB, "%s: %s: %s", s->path, what,
+		       sqlite3_errmsg(s->db));
+}
+
+/* ---- small statement helpers ---- */
+
+/* `what` names the step for the error, since preparing is where a file
+ * that is not a database first shows it. */
+static bool prepare(struct store *s, const char *sql, sqlite3_stmt **st,
+		    const char *what, struct err *e)
+{
+	if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
+		return db_fail(s, e, what);
+	return true;
+}
+
+/* NULL stays NULL, so "unknown" survives the round trip. */
+static int bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+	if (!v)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text64(st, i, v, strlen(v), SQLITE_STATIC,
+				   SQLITE_UTF8);
+}
+
+static int bind_bytes(sqlite3_stmt *st, int i, const char *v)
+{
+	if (!v)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_blob64(st, i, v, strlen(v), SQLITE_STATIC);
+}
+
+/* Run a statement that needs no parameters and whose rows, if any, we do
+ * not want (DDL, BEGIN, COMMIT, pragmas that echo their value). */
+static bool exec(struct store *s, const char *sql, struct err *e)
+{
+	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(s, e, sql);
+	return true;
+}
+
+/* Keeps the failure's message: ROLLBACK would overwrite sqlite3_errmsg. */
+static bool rollback(struct store *s)
+{
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return false;
+}
+
+static bool query_int(struct store *s, const char *sql, int64_t *out,
+		      struct err *e)
+{
+	sqlite3_stmt *st;
+	if (!prepare(s, sql, &st, "read schema", e))
+		return false;
+	bool ok = sqlite3_step(st) == SQLITE_ROW;
+	if (ok)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		db_fail(s, e, "read schema");
+	sqlite3_finalize(st);
+	return ok;
+}
+
+/* ---- schema ---- */
+
+enum schema_state { SCHEMA_EMPTY, SCHEMA_CURRENT };
+
+/* A pure read: safe on any file, ours or not. */
+static bool check_schema(struct store *s, enum schema_state *state,
+			 struct err *e)
+{
+	int64_t version, objects, ours;
+	if (!query_int(s, "PRAGMA user_version", &version, e) ||
+	    !query_int(s, "SELECT count(*) FROM sqlite_master", &objects, e) ||
+	    !query_int(s, "SELECT count(*) FROM sqlite_master WHERE type = "
+		       "'table' AND name IN ('runs', 'events', 'meta')",
+		       &ours, e))
+		return false;
+	if (version > SCHEMA_VERSION)
+		return err_set(e, ERR_DB, "%s: schema version %lld is newer "
+			       "than this usbsync (%d)", s->path,
+			       (long long)version, SCHEMA_VERSION);
+	if (version == 0 && objects == 0) {
+		*state = SCHEMA_EMPTY;
+		return true;
+	}
+	if (version == SCHEMA_VERSION && ours == 3) {
+		*state = SCHEMA_CURRENT;
+		return true;
+	}
+	return err_set(e, ERR_DB, "%s: not a usbsync database (user_version "
+		       "%lld, %lld schema objects)", s->path,
+		       (long long)version, (long long)objects);
+}
+
+static bool create_schema(struct store *s, struct err *e)
+{
+	enum schema_state state;
+	if (!exec(s, "BEGIN IMMEDIATE", e))
+		return false;
+	/* Another first run may have won the race while we waited. */
+	if (!check_schema(s, &state, e))
+		return rollback(s);
+	if (state == SCHEMA_CURRENT)
+		return exec(s, "COMMIT", e) || rollback(s);
+	if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_fail(s, e, "create schema") || rollback(s);
+	return exec(s, "COMMIT", e) || rollback(s);
+}
+
+static bool use_wal(struct store *s, struct err *e)
+{
+	sqlite3_stmt *st;
+	const char *sql = "PRAGMA journal_mode = WAL", *mode;
+	if (!prepare(s, sql, &st, sql, e))
+		return false;
+	bool ok = sqlite3_step(st) == SQLITE_ROW;
+	if (!ok)
+		db_fail(s, e, sql);
+	/* SQLite answers with the mode it kept when WAL is impossible. */
+	else if (!(mode = (const char *)sqlite3_column_text(st, 0)) ||
+		 strcmp(mode, "wal") != 0)
+		ok = err_set(e, ERR_DB, "%s: journal_mode stays %s, not wal",
+			     s->path, mode ? mode : "unknown");
+	sqlite3_finalize(st);
+	return ok;
+}
+
+/* ---- open and close ---- */
+
+/* Only the last component: a missing grandparent means a wrong path, and
+ * creating a whole tree for it would hide the mistake. */
+static bool make_parent(const char *path, struct err *e)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return true;
+	size_t n = (size_t)(slash - path);
+	char *dir = strndup(path, n);
+	if (!dir)
+		return err_set(e, ERR_DB, "%s: out of memory", path);
+	bool ok = mkdir(dir, 0700) == 0 || errno == EEXIST;
+	if (!ok)
+		err_set(e, ERR_DB, "%s: mkdir %s: %s", path, dir,
+			strerror(errno));
+	free(dir);
+	return ok;
+}
+
+/* The handle exists even when opening fails, so its message is usable. */
+static struct store *open_db(const char *path, int flags, struct err *e)
+{
+	struct store *s = calloc(1, sizeof *s);
+	if (!s || !(s->path = strdup(path))) {
+		free(s);
+		err_set(e, ERR_DB, "%s: out of memory", path);
+		return NULL;
+	}
+	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+		int sys = s->db ? sqlite3_system_errno(s->db) : 0;
+		err_set(e, ERR_DB, "%s: open: %s%s%s%s", path,
+			s->db ? sqlite3_errmsg(s->db) : "out of memory",
+			sys ? " (" : "", sys ? strerror(sys) : "",
+			sys ? ")" : "");
+		store_close(s);
+		return NULL;
+	}
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	return s;
+}
+
+/* Closing a refused file must not checkpoint its WAL into it. */
+static struct store *refuse(struct store *s)
+{
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	store_close(s);
+	return NULL;
+}
+
+struct store *store_open(const char *path, struct err *e)
+{
+	if (!make_parent(path, e))
+		return NULL;
+	struct store *s = open_db(path, SQLITE_OPEN_READWRITE |
+				  SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, e);
+	if (!s)
+		return NULL;
+	enum schema_state state;
+	if (!check_schema(s, &state, e))
+		return refuse(s);
+	if (state == SCHEMA_EMPTY && !create_schema(s, e))
+		return refuse(s);
+	if (!use_wal(s, e) || !exec(s, "PRAGMA synchronous = NORMAL", e) ||
+	    !exec(s, "PRAGMA foreign_keys = ON", e)) {
+		store_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+struct store *store_open_readonly(const char *path, struct err *e)
+{
+	struct store *s = open_db(path, SQLITE_OPEN_READONLY |
+				  SQLITE_OPEN_NOMUTEX, e);
+	if (!s)
+		return NULL;
+	enum schema_state state;
+	if (!check_schema(s, &state, e))
+		return refuse(s);
+	if (state == SCHEMA_EMPTY) {
+		err_set(e, ERR_DB, "%s: not a usbsync database (empty)", path);
+		return refuse(s);
+	}
+	return s;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	sqlite3_close_v2(s->db);
+	free(s->path);
+	free(s);
+}
+
+/* ---- writing ---- */
+
+static bool insert_run(struct store *s, const struct store_run *r,
+		       int64_t *id, struct err *e)
+{
+	sqlite3_stmt *st;
+	if (!prepare(s, "INSERT INTO runs (time_ms, trigger, udev_action, "
+		     "devpath, dry_run, exit_code) VALUES (?, ?, ?, ?, ?, ?)",
+		     &st, "insert run", e))
+		return false;
+	bool ok = sqlite3_bind_int64(st, 1, r->time_ms) == SQLITE_OK &&
+		  bind_str(st, 2, r->trigger) == SQLITE_OK &&
+		  bind_str(st, 3, r->udev_action) == SQLITE_OK &&
+		  bind_str(st, 4, r->devpath) == SQLITE_OK &&
+		  sqlite3_bind_int(st, 5, r->dry_run) == SQLITE_OK &&
+		  sqlite3_bind_int(st, 6, r->exit_code) == SQLITE_OK &&
+		  sqlite3_step(st) == SQLITE_DONE;
+	if (ok)
+		*id = sqlite3_last_insert_rowid(s->db);
+	else
+		db_fail(s, e, "insert run");
+	sqlite3_finalize(st);
+	return ok;
+}
+
+static bool bind_event(sqlite3_stmt *st, int64_t run_id,
+		       const struct store_event *ev)
+{
+	return sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
+	       bind_str(st, 2, ev->vm) == SQLITE_OK &&
+	       bind_str(st, 3, ev->op) == SQLITE_OK &&
+	       bind_str(st, 4, ev->port) == SQLITE_OK &&
+	       bind_str(st, 5, ev->vidpid) == SQLITE_OK &&
+	       bind_bytes(st, 6, ev->product) == SQLITE_OK &&
+	       bind_str(st, 7, ev->result) == SQLITE_OK &&
+	       bind_str(st, 8, ev->error) == SQLITE_OK;
+}
+
+static bool insert_events(struct store *s, int64_t run_id,
+			  const struct store_event *ev, size_t nev,
+			  struct err *e)
+{
+	sqlite3_stmt *st;
+	if (!prepare(s, "INSERT INTO events (run_id, vm, op, port, vidpid, "
+		     "product, result, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		     &st, "insert event", e))
+		return false;
+	bool ok = true;
+	for (size_t i = 0; ok && i < nev; i++) {
+		ok = bind_event(st, run_id, &ev[i]) &&
+		     sqlite3_step(st) == SQLITE_DONE;
+		if (!ok)
+			db_fail(s, e, "insert event");
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	return ok;
+}
+
+bool store_record_run(struct store *s, const struct store_run *run,
+		      const struct store_event *ev, size_t nev,
+		      int64_t *run_id, struct err *e)
+{
+	int64_t id;
+	if (!exec(s, "BEGIN IMMEDIATE", e))
+		return false;
+	if (!insert_run(s, run, &id, e) ||
+	    !insert_events(s, id, ev, nev, e) || !exec(s, "COMMIT", e))
+		return rollback(s);
+	if (run_id)
+		*run_id = id;
+	return true;
+}
+
+bool store_touch(struct store *s, int64_t time_ms, struct err *e)
+{
+	sqlite3_stmt *st;
+	if (!prepare(s, "INSERT INTO meta (key, value) VALUES ('last_run', ?) "
+		     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+		     &st, "store last_run", e))
+		return false;
+	bool ok = sqlite3_bind_int64(st, 1, time_ms) == SQLITE_OK &&
+		  sqlite3_step(st) == SQLITE_DONE;
+	if (!ok)
+		db_fail(s, e, "store last_run");
+	sqlite3_finalize(st);
+	return ok;
+}
+
+bool store_last_run(struct store *s, int64_t *time_ms, struct err *e)
+{
+	sqlite3_stmt *st;
+	if (!prepare(s, "SELECT value FROM meta WHERE key = 'last_run'",
+		     &st, "read last_run", e))
+		return false;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*time_ms = sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_DONE)
+		*time_ms = 0;
+	else
+		db_fail(s, e, "read last_run");
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+/* ---- reading ---- */
+
+/* One static query: a filter whose parameter is NULL matches everything.
+ * A port matches itself and, by the "." that starts the next component,
+ * every port below it; substr() rather than LIKE, which would fold case
+ * and treat % and _ in the input as wildcards. */
+static const char history_sql[] =
+	"SELECT r.id, r.time_ms, r.trigger, r.udev_action, r.devpath,"
+	" r.dry_run, e.vm, e.op, e.port, e.vidpid, e.product, e.result,"
+	" e.error"
+	" FROM events AS e JOIN runs AS r ON r.id = e.run_id"
+	" WHERE (:vm IS NULL OR e.vm = :vm)"
+	" AND (:port IS NULL OR e.port = :port"
+	"  OR substr(e.port, 1, length(:port) + 1) = :port || '.')"
+	" AND (:vidpid IS NULL OR e.vidpid = :vidpid)"
+	" AND (:since IS NULL OR r.time_ms >= :since)"
+	" AND (:until IS NULL OR r.time_ms <= :until)"
+	" ORDER BY r.time_ms DESC, e.id DESC"
+	" LIMIT :limit";
+
+static int bind_named_str(sqlite3_stmt *st, const char *name, const char *v)
+{
+	return bind_str(st, sqlite3_bind_parameter_index(st, name), v);
+}
+
+/* 0 means "no bound"; NULL makes the filter match everything. */
+static int bind_named_bound(sqlite3_stmt *st, const char *name, int64_t v)
+{
+	int i = sqlite3_bind_parameter_index(st, name);
+	return v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+static bool bind_query(sqlite3_stmt *st, const struct store_query *q)
+{
+	int i = sqlite3_bind_parameter_index(st, ":limit");
+	return bind_named_str(st, ":vm", q->vm) == SQLITE_OK &&
+	       bind_named_str(st, ":port", q->port) == SQLITE_OK &&
+	       bind_named_str(st, ":vidpid", q->vidpid) == SQLITE_OK &&
+	       bind_named_bound(st, ":since", q->since_ms) == SQLITE_OK &&
+	       bind_named_bound(st, ":until", q->until_ms) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, i, q->limit ? (int64_t)q->limit : -1)
+			== SQLITE_OK;
+}
+
+/* column_text returns NULL both for SQL NULL and for a failed conversion
+ * (out of memory); only the first is a value, and a zero-length BLOB is
+ * "" rather than NULL. */
+static bool col_str(sqlite3_stmt *st, int i, const char **out)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+		*out = NULL;
+		return true;
+	}
+	*out = (const char *)sqlite3_column_text(st, i);
+	if (!*out && sqlite3_column_bytes(st, i) == 0)
+		*out = "";
+	return *out != NULL;
+}
+
+static bool read_row(sqlite3_stmt *st, struct store_row *r)
+{
+	r->run_id = sqlite3_column_int64(st, 0);
+	r->time_ms = sqlite3_column_int64(st, 1);
+	r->dry_run = sqlite3_column_int(st, 5) != 0;
+	return col_str(st, 2, &r->trigger) && col_str(st, 3, &r->udev_action) &&
+	       col_str(st, 4, &r->devpath) && col_str(st, 6, &r->vm) &&
+	       col_str(st, 7, &r->op) && col_str(st, 8, &r->port) &&
+	       col_str(st, 9, &r->vidpid) && col_str(st, 10, &r->product) &&
+	       col_str(st, 11, &r->result) && col_str(st, 12, &r->error);
+}
+
+bool store_history(struct store *s, const struct store_query *q,
+		   store_row_fn fn, void *ctx, struct err *e)
+{
+	static const struct store_query all;
+	sqlite3_stmt *st;
+	if (!q)
+		q = &all;
+	if (!prepare(s, history_sql, &st, "read history", e))
+		return false;
+	if (!bind_query(st, q)) {
+		db_fail(s, e, "bind history query");
+		sqlite3_finalize(st);
+		return false;
+	}
+	int rc;
+	struct store_row row;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!read_row(st, &row)) {
+			err_set(e, ERR_DB, "%s: read history: out of memory",
+				s->path);
+			break;
+		}
+		if (!fn(&row, ctx)) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		db_fail(s, e, "read history");
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE;
+}
