@@ -1,0 +1,343 @@
+#include "reconcile/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconcile/port.h"
+
+/* ---- claims ----------------------------------------------------------- */
+
+void plan_claims(const struct config *cfg, const struct usbtree *tree,
+		 struct claim *claims)
+{
+	for (size_t i = 0; i < tree->n; i++) {
+		const struct usbdev *d = &tree->devs[i];
+		struct claim c = { .kind = d->hub ? CLAIM_HUB : CLAIM_HOST };
+		bool excluded = false;
+
+		for (size_t v = 0; v < cfg->nvms && !d->hub; v++) {
+			bool ex = false;
+			if (!config_wants(&cfg->vms[v], d, &ex))
+				excluded |= ex;
+			else if (c.kind == CLAIM_HOST)
+				c = (struct claim){ .kind = CLAIM_VM, .vm = v };
+			else
+				c.kind = CLAIM_CONFLICT;
+		}
+		if (c.kind == CLAIM_HOST && excluded)
+			c.kind = CLAIM_EXCLUDED;
+		claims[i] = c;
+	}
+}
+
+/* ---- planning one VM --------------------------------------------------- */
+
+struct ctx {
+	const struct config *cfg;
+	size_t vm;
+	const struct usbtree *tree;
+	const struct claim *claims;
+	const struct vm_actual *actual;
+	struct guest_bus *buses;   /* working copy: ports taken as we plan */
+	bool *handled;             /* per tree device: an item already covers it */
+	struct plan *out;
+	size_t cap;
+};
+
+static struct plan_item *new_item(struct ctx *c, enum item_state st, enum item_op op)
+{
+	if (c->out->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 8;
+		struct plan_item *n = realloc(c->out->items, cap * sizeof *n);
+		if (!n)
+			return NULL;
+		c->out->items = n;
+		c->cap = cap;
+	}
+	struct plan_item *it = &c->out->items[c->out->n++];
+	memset(it, 0, sizeof *it);
+	it->state = st;
+	it->op = op;
+	return it;
+}
+
+/* "100, 101": the VMs whose rules want dev. */
+static void claimants(const struct config *cfg, const struct usbdev *dev,
+		      char *buf, size_t n)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t v = 0; v < cfg->nvms && len < n; v++) {
+		if (!config_wants(&cfg->vms[v], dev, NULL))
+			continue;
+		int w = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", cfg->vms[v].vm);
+		if (w < 0)
+			break;
+		len += (size_t)w;
+	}
+}
+
+/* Top-level guest port number of "4" or "4.2", or 0. */
+static unsigned top_port(const char *guest_port)
+{
+	unsigned v = 0;
+
+	for (const char *p = guest_port; *p >= '0' && *p <= '9'; p++)
+		if ((v = v * 10 + (unsigned)(*p - '0')) >= GUEST_PORT_MAX)
+			return 0;
+	return v;
+}
+
+/* Why a managed device with a well-formed id must go, or NULL if it stays. */
+static const char *stale_reason(struct ctx *c, const struct guest_dev *g,
+				const struct port *p, const struct usbdev **devp,
+				char *buf, size_t n)
+{
+	struct port hp;
+
+	if (!g->is_host) {
+		snprintf(buf, n, "is a %s, not usb-host", g->type);
+		return buf;
+	}
+	if (!port_parse_hostport(g->hostbus, g->hostport, &hp) || !port_equal(&hp, p)) {
+		snprintf(buf, n, "its hostbus/hostport (%u, '%.40s') contradict its id", g->hostbus,
+			 g->hostport);
+		return buf;
+	}
+	*devp = usbtree_find(c->tree, p);
+	if (!*devp)
+		return "device unplugged";
+	const struct claim *cl = &c->claims[*devp - c->tree->devs];
+	switch (cl->kind) {
+	case CLAIM_VM:
+		if (cl->vm == c->vm)
+			return NULL;
+		snprintf(buf, n, "wanted by vm %s", c->cfg->vms[cl->vm].vm);
+		return buf;
+	case CLAIM_CONFLICT:
+		return NULL;
+	case CLAIM_HUB:
+		return "is a hub";
+	case CLAIM_EXCLUDED:
+	case CLAIM_HOST:
+		break;
+	}
+	bool ex = false;
+	config_wants(&c->cfg->vms[c->vm], *devp, &ex);
+	return ex ? "excluded by this VM's config" : "no rule of this VM matches it";
+}
+
+static bool plan_managed(struct ctx *c, const struct guest_dev *g)
+{
+	struct port p;
+	const struct usbdev *dev = NULL;
+	char buf[sizeof ((struct plan_item *)0)->why];
+	const char *why = "its id names no port path";
+	bool has_port = port_from_id(g->id, &p);
+
+	if (has_port)
+		why = stale_reason(c, g, &p, &dev, buf, sizeof buf);
+	enum item_state st = ITEM_STALE;
+	if (!why)
+		st = c->claims[dev - c->tree->devs].kind == CLAIM_CONFLICT ? ITEM_CONFLICT
+									  : ITEM_ATTACHED;
+	struct plan_item *it = new_item(c, st, st == ITEM_STALE ? OP_DEL : OP_NONE);
+	if (!it)
+		return false;
+	it->has_port = has_port;
+	it->port = p;
+	it->dev = dev;
+	snprintf(it->id, sizeof it->id, "%s", g->id);
+	if (st == ITEM_CONFLICT) {
+		char who[120];
+		claimants(c->cfg, dev, who, sizeof who);
+		snprintf(it->why, sizeof it->why, "wanted by vms %s: left as it is", who);
+	} else if (why) {
+		snprintf(it->why, sizeof it->why, "%s", why);
+	}
+	if (dev && st != ITEM_STALE)
+		c->handled[dev - c->tree->devs] = true;
+	/* Its port frees up once it is deleted. */
+	unsigned top = top_port(g->guest_port);
+	if (st == ITEM_STALE && g->bus < c->actual->nbuses && top)
+		c->buses[g->bus].used[top] = false;
+	return true;
+}
+
+/* How well bus kind k suits a device of speed s: lower is better, -1 never. */
+static int bus_rank(enum hc_kind k, enum usb_speed s)
+{
+	bool fast = s >= SPEED_HIGH;
+
+	switch (k) {
+	case HC_XHCI: return 0;
+	case HC_EHCI: return fast ? 1 : -1;
+	case HC_UHCI:
+	case HC_OHCI: return fast ? 2 : 1;
+	case HC_UNKNOWN: break;
+	}
+	return -1;
+}
+
+unsigned plan_free_port(const struct guest_bus *bus, unsigned below)
+{
+	if (below > bus->nports + 1)
+		below = bus->nports + 1;
+	for (unsigned n = below; n-- > 1;)
+		if (!bus->used[n])
+			return n;
+	return 0;
+}
+
+/* Pick bus and port for dev; false with it->why set when there is none. */
+static bool place(struct ctx *c, const struct usbdev *dev, struct plan_item *it)
+{
+	int best = -1, best_rank = 0;
+	unsigned best_port = 0;
+	bool any = false;
+
+	for (size_t b = 0; b < c->actual->nbuses; b++) {
+		int r = bus_rank(c->buses[b].kind, dev->speed);
+		unsigned port = plan_free_port(&c->buses[b], GUEST_PORT_MAX);
+		any |= r >= 0 && c->buses[b].nports > 0;
+		if (r < 0 || !port || (best >= 0 && r >= best_rank))
+			continue;
+		best = (int)b, best_rank = r, best_port = port;
+	}
+	if (best < 0) {
+		snprintf(it->why, sizeof it->why, any
+			 ? "no free port on any USB bus of this VM: add a controller (e.g. qemu-xhci,p2=15,p3=15)"
+			 : "this VM has no USB controller with an id that fits: add one (QEMU: -device qemu-xhci,id=xhci; Proxmox: any usbN entry with usb3=1)");
+		return false;
+	}
+	c->buses[best].used[best_port] = true;
+	snprintf(it->bus, sizeof it->bus, "%s", c->buses[best].name);
+	it->guest_port = best_port;
+	return true;
+}
+
+/* An unmanaged usb-host in this VM already on dev's host port, or NULL. */
+static const struct guest_dev *foreign_holder(const struct vm_actual *a, const struct usbdev *dev)
+{
+	for (size_t i = 0; i < a->ndevs; i++) {
+		struct port hp;
+		const struct guest_dev *g = &a->devs[i];
+		if (g->is_host && strncmp(g->id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) != 0 &&
+		    port_parse_hostport(g->hostbus, g->hostport, &hp) && port_equal(&hp, &dev->port))
+			return g;
+	}
+	return NULL;
+}
+
+static bool plan_wanted(struct ctx *c, size_t i)
+{
+	const struct usbdev *dev = &c->tree->devs[i];
+	const struct claim *cl = &c->claims[i];
+	const struct guest_dev *holder;
+	struct plan_item *it;
+
+	if (c->handled[i])
+		return true;
+	if (cl->kind == CLAIM_CONFLICT && config_wants(&c->cfg->vms[c->vm], dev, NULL)) {
+		char who[120];
+		if (!(it = new_item(c, ITEM_CONFLICT, OP_NONE)))
+			return false;
+		claimants(c->cfg, dev, who, sizeof who);
+		snprintf(it->why, sizeof it->why, "wanted by vms %s: not attached anywhere", who);
+	} else if (cl->kind != CLAIM_VM || cl->vm != c->vm) {
+		return true;
+	} else if ((holder = foreign_holder(c->actual, dev))) {
+		if (!(it = new_item(c, ITEM_SKIPPED, OP_NONE)))
+			return false;
+		snprintf(it->why, sizeof it->why, "already passed through by %s%s%s",
+			 holder->id[0] ? "'" : "an unnamed usb-host", holder->id, holder->id[0] ? "'" : "");
+	} else {
+		if (!(it = new_item(c, ITEM_MISSING, OP_ADD)))
+			return false;
+		if (!place(c, dev, it))
+			it->op = OP_NONE, it->error = true;
+	}
+	it->has_port = true;
+	it->port = dev->port;
+	it->dev = dev;
+	port_format_id(&dev->port, it->id, sizeof it->id);
+	return true;
+}
+
+static int item_order(const void *a, const void *b)
+{
+	static const int rank[] = { [OP_DEL] = 0, [OP_ADD] = 1, [OP_NONE] = 2 };
+	const struct plan_item *x = a, *y = b;
+
+	if (x->op != y->op)
+		return rank[x->op] - rank[y->op];
+	if (x->has_port != y->has_port)
+		return x->has_port ? -1 : 1;
+	if (x->has_port)
+		return port_cmp(&x->port, &y->port);
+	return strcmp(x->id, y->id);
+}
+
+bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
+	     const struct claim *claims, const struct vm_actual *actual,
+	     struct plan *out, struct err *e)
+{
+	struct ctx c = { .cfg = cfg, .vm = vm, .tree = tree, .claims = claims,
+			 .actual = actual, .out = out };
+	bool ok = true;
+
+	memset(out, 0, sizeof *out);
+	if (vm >= cfg->nvms || !cfg->vms[vm].ok)
+		return true;
+	c.buses = malloc((actual->nbuses + 1) * sizeof *c.buses);
+	c.handled = calloc(tree->n + 1, sizeof *c.handled);
+	if (!c.buses || !c.handled)
+		ok = false;
+	else
+		memcpy(c.buses, actual->buses, actual->nbuses * sizeof *c.buses);
+	for (size_t i = 0; ok && i < actual->ndevs; i++)
+		if (strncmp(actual->devs[i].id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) == 0)
+			ok = plan_managed(&c, &actual->devs[i]);
+	for (size_t i = 0; ok && i < tree->n; i++)
+		ok = plan_wanted(&c, i);
+	free(c.buses);
+	free(c.handled);
+	if (!ok) {
+		plan_clear(out);
+		return err_set(e, ERR_NOMEM, "vm %s: out of memory while planning", cfg->vms[vm].vm);
+	}
+	qsort(out->items, out->n, sizeof *out->items, item_order);
+	return true;
+}
+
+void plan_clear(struct plan *p)
+{
+	free(p->items);
+	memset(p, 0, sizeof *p);
+}
+
+size_t plan_changes(const struct plan *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->n; i++)
+		n += p->items[i].op != OP_NONE;
+	return n;
+}
+
+const char *plan_state_name(enum item_state s)
+{
+	static const char *const names[] = {
+		[ITEM_ATTACHED] = "attached", [ITEM_MISSING] = "missing",
+		[ITEM_STALE] = "stale", [ITEM_CONFLICT] = "conflict",
+		[ITEM_SKIPPED] = "skipped",
+	};
+	return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
+}
+
+const char *plan_op_name(enum item_op op)
+{
+	return op == OP_ADD ? "add" : op == OP_DEL ? "del" : "none";
+}

@@ -1,0 +1,93 @@
+/* plan.h - desired x actual -> actions.  Pure: no I/O, no globals.
+ *
+ * First plan_claims decides, for every host device, who gets it (one VM,
+ * nobody, or a conflict between several VMs).  Then plan_vm compares one
+ * VM's wanted devices with what QEMU reports and lists what to do:
+ *  - every managed device ("usbhost<port>") that is not wanted, whose
+ *    host device is gone, or whose hostbus/hostport contradicts its id is
+ *    deleted;
+ *  - every wanted device that is missing is added, on a named bus and
+ *    port: xHCI first, else the bus fitting the device's speed; free
+ *    ports taken from the highest number down, since Proxmox's own usbN
+ *    devices take port N+1 from the bottom;
+ *  - a device claimed by several VMs is left exactly as it is everywhere;
+ *  - a wanted device that an unmanaged usb-host already holds is skipped.
+ * Items come deletions first, then additions, then the rest, each group
+ * in port order.
+ */
+#ifndef USBSYNC_PLAN_H
+#define USBSYNC_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "reconcile/config.h"
+#include "reconcile/model.h"
+#include "reconcile/usbtree.h"
+
+enum claim_kind {
+	CLAIM_HOST = 0,  /* no VM wants it */
+	CLAIM_VM,        /* exactly one VM wants it: claim.vm */
+	CLAIM_CONFLICT,  /* several VMs want it; claim.vm is the first */
+	CLAIM_EXCLUDED,  /* a VM's exclude line took it back, no VM wants it */
+	CLAIM_HUB,       /* hubs are walked through, never passed */
+};
+
+struct claim {
+	enum claim_kind kind;
+	size_t vm;   /* index into config.vms for CLAIM_VM and CLAIM_CONFLICT */
+};
+
+/* claims[i] for tree->devs[i]; `claims` has room for tree->n entries. */
+void plan_claims(const struct config *cfg, const struct usbtree *tree,
+		 struct claim *claims);
+
+enum item_state {
+	ITEM_ATTACHED,  /* wanted and present */
+	ITEM_MISSING,   /* wanted, not present: op is ADD (or error is set) */
+	ITEM_STALE,     /* managed but not wanted: op is DEL */
+	ITEM_CONFLICT,  /* wanted by several VMs: left as it is */
+	ITEM_SKIPPED,   /* wanted, but an unmanaged usb-host holds its port */
+};
+
+enum item_op { OP_NONE = 0, OP_ADD, OP_DEL };
+
+struct plan_item {
+	enum item_state state;
+	enum item_op op;
+	bool has_port;              /* false for a managed id that names no port */
+	struct port port;
+	const struct usbdev *dev;   /* borrowed from the tree; NULL if absent */
+	char id[QOM_NAME_MAX];      /* managed id: existing, or the one to add */
+	char bus[QOM_NAME_MAX];     /* OP_ADD: bus to add on */
+	unsigned guest_port;        /* OP_ADD: top-level port on that bus */
+	bool error;                 /* the item cannot be carried out: see why */
+	char why[200];              /* short reason, for people */
+};
+
+struct plan {
+	struct plan_item *items;    /* owned; free with plan_clear */
+	size_t n;
+};
+
+/* Plan VM `vm` of `cfg`.  `actual` is what QEMU reports for it.  Fails
+ * only on allocation failure.  A VM that is not ok gets an empty plan. */
+bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
+	     const struct claim *claims, const struct vm_actual *actual,
+	     struct plan *out, struct err *e);
+
+void plan_clear(struct plan *p);
+
+/* Number of items with an op. */
+size_t plan_changes(const struct plan *p);
+
+/* The next port to try on `bus` below `below` (exclusive; pass
+ * bus->nports + 1 to start at the top) that is not used: for retrying an
+ * add whose port turned out to be taken.  0 when there is none. */
+unsigned plan_free_port(const struct guest_bus *bus, unsigned below);
+
+const char *plan_state_name(enum item_state s);
+const char *plan_op_name(enum item_op op);
+
+#endif
