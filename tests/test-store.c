@@ -1,0 +1,684 @@
+/* test-store.c - the history database: schema, round trips, filters, and
+ * refusing files that are not ours without touching them. */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+static char dir[64]; /* "/tmp/test-store-XXXXXX" */
+static char dbpath[PATH_MAX];
+
+/* ---- fixture ---- */
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/test-store-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	snprintf(dbpath, sizeof dbpath, "%s/history.db", dir);
+}
+
+static int remove_one(const char *p, const struct stat *st, int flag,
+		      struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void teardown(void)
+{
+	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+/* ---- helpers ---- */
+
+static struct store *open_ok(void)
+{
+	struct err e = {0};
+	struct store *s = store_open(dbpath, &e);
+	cr_assert_not_null(s, "store_open: %s", e.msg);
+	return s;
+}
+
+static void record_ok(struct store *s, int64_t t, const struct store_event *ev,
+		      size_t nev)
+{
+	struct store_run run = { .time_ms = t, .trigger = "timer" };
+	struct err e = {0};
+	cr_assert(store_record_run(s, &run, ev, nev, NULL, &e), "%s", e.msg);
+}
+
+/* One event at time t, with the fields the filters look at. */
+static void record_event(struct store *s, int64_t t, const char *vm,
+			 const char *port, const char *vidpid)
+{
+	struct store_event ev = { .vm = vm, .op = "add", .port = port,
+				  .vidpid = vidpid, .result = "ok" };
+	record_ok(s, t, &ev, 1);
+}
+
+/* History rows copied out of the callback, where they are only borrowed. */
+#define MAXROWS 32
+#define STRMAX 160
+enum { F_TRIGGER, F_ACTION, F_DEVPATH, F_VM, F_OP, F_PORT, F_VIDPID,
+       F_PRODUCT, F_RESULT, F_ERROR, NFIELDS };
+struct saved {
+	int64_t run_id, time_ms;
+	bool dry_run;
+	bool null[NFIELDS];
+	char str[NFIELDS][STRMAX];
+};
+struct rows {
+	size_t n;
+	size_t stop_after; /* 0 = never stop */
+	struct saved r[MAXROWS];
+};
+
+static void save(struct saved *d, int f, const char *v)
+{
+	d->null[f] = v == NULL;
+	if (v) {
+		cr_assert_lt(strlen(v), STRMAX);
+		strcpy(d->str[f], v);
+	}
+}
+
+static bool collect(const struct store_row *row, void *ctx)
+{
+	struct rows *rs = ctx;
+	cr_assert_lt(rs->n, MAXROWS);
+	struct saved *d = &rs->r[rs->n++];
+	d->run_id = row->run_id;
+	d->time_ms = row->time_ms;
+	d->dry_run = row->dry_run;
+	save(d, F_TRIGGER, row->trigger);
+	save(d, F_ACTION, row->udev_action);
+	save(d, F_DEVPATH, row->devpath);
+	save(d, F_VM, row->vm);
+	save(d, F_OP, row->op);
+	save(d, F_PORT, row->port);
+	save(d, F_VIDPID, row->vidpid);
+	save(d, F_PRODUCT, row->product);
+	save(d, F_RESULT, row->result);
+	save(d, F_ERROR, row->error);
+	return rs->stop_after == 0 || rs->n < rs->stop_after;
+}
+
+static void history_ok(struct store *s, const struct store_query *q,
+		       struct rows *rs)
+{
+	struct err e = {0};
+	cr_assert(store_history(s, q, collect, rs, &e), "%s", e.msg);
+}
+
+/* Times of the rows, for comparing an order or a filter at a glance. */
+static void assert_times(const struct rows *rs, const int64_t *want, size_t n)
+{
+	cr_assert_eq(rs->n, n, "got %zu rows, want %zu", rs->n, n);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(rs->r[i].time_ms, want[i], "row %zu: %lld != %lld",
+			     i, (long long)rs->r[i].time_ms,
+			     (long long)want[i]);
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK,
+		     "%s: %s", sql, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+		     SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+		     "%s: %s", sql, sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* The whole file, so "left alone" can be checked byte for byte. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	char *buf = NULL;
+	size_t cap = 0;
+	*len = 0;
+	for (;;) {
+		if (*len == cap) {
+			cap = cap ? cap * 2 : 4096;
+			buf = realloc(buf, cap);
+			cr_assert_not_null(buf);
+		}
+		size_t n = fread(buf + *len, 1, cap - *len, f);
+		if (n == 0)
+			break;
+		*len += n;
+	}
+	fclose(f);
+	return buf;
+}
+
+static void assert_same_file(const char *path, const char *before,
+			     size_t before_len)
+{
+	size_t len;
+	char *now = slurp(path, &len);
+	cr_assert_eq(len, before_len, "%s changed size", path);
+	cr_assert(memcmp(now, before, len) == 0, "%s changed", path);
+	free(now);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static void assert_no_sidecars(void)
+{
+	char p[PATH_MAX + 8];
+	static const char *const suffix[] = { "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s%s", dbpath, suffix[i]);
+		cr_assert(!exists(p), "%s was created", p);
+	}
+}
+
+static void assert_refused(const char *why)
+{
+	struct err e = {0};
+	cr_assert_null(store_open(dbpath, &e));
+	cr_assert_eq(e.kind, ERR_DB, "kind %s", err_kind_name(e.kind));
+	cr_assert(strstr(e.msg, dbpath), "no path in: %s", e.msg);
+	cr_assert(strstr(e.msg, why), "want \"%s\" in: %s", why, e.msg);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- schema and files ---- */
+
+Test(store, first_open_creates_schema_with_user_version_1)
+{
+	store_close(open_ok());
+	cr_assert_eq(raw_int(dbpath, "PRAGMA user_version"), 1);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM sqlite_master "
+			     "WHERE type = 'table' AND name IN "
+			     "('runs', 'events', 'meta')"), 3);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM sqlite_master "
+			     "WHERE type = 'index' AND name IN ('events_run_id',"
+			     " 'events_vm', 'runs_time_ms')"), 3);
+}
+
+Test(store, first_open_creates_missing_parent_directory_with_mode_0700)
+{
+	snprintf(dbpath, sizeof dbpath, "%s/state/history.db", dir);
+	store_close(open_ok());
+	struct stat st;
+	char parent[sizeof dir + 8];
+	snprintf(parent, sizeof parent, "%s/state", dir);
+	cr_assert_eq(stat(parent, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0700, "mode %o", st.st_mode & 07777);
+}
+
+Test(store, missing_grandparent_directory_is_an_error_naming_the_path)
+{
+	snprintf(dbpath, sizeof dbpath, "%s/no/such/history.db", dir);
+	assert_refused("No such file or directory");
+}
+
+Test(store, journal_mode_is_wal)
+{
+	struct store *s = open_ok();
+	cr_assert_eq(raw_int(dbpath, "SELECT journal_mode = 'wal' FROM "
+			     "pragma_journal_mode"), 1);
+	store_close(s);
+}
+
+Test(store, reopen_keeps_data)
+{
+	struct store *s = open_ok();
+	record_event(s, 1000, "100", "3-4", "046d:c52b");
+	cr_assert(store_touch(s, 1000, NULL));
+	store_close(s);
+
+	s = open_ok();
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	cr_assert_eq(rs.n, 1);
+	cr_assert_str_eq(rs.r[0].str[F_VM], "100");
+	int64_t t;
+	cr_assert(store_last_run(s, &t, NULL));
+	cr_assert_eq(t, 1000);
+	store_close(s);
+}
+
+Test(store, refuses_sqlite_database_of_another_program_and_leaves_it_alone)
+{
+	raw_exec(dbpath, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body);"
+		 "INSERT INTO notes (body) VALUES ('keep me');");
+	size_t len;
+	char *before = slurp(dbpath, &len);
+
+	assert_refused("not a usbsync database");
+
+	assert_same_file(dbpath, before, len);
+	assert_no_sidecars();
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM sqlite_master "
+			     "WHERE name = 'runs'"), 0);
+	free(before);
+}
+
+/* A foreign WAL database whose log has not been checkpointed: closing our
+ * refused handle as the last connection must not fold the log in. */
+Test(store, refuses_foreign_wal_database_without_checkpointing_it)
+{
+	sqlite3 *db;
+	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA journal_mode = WAL;"
+				  "CREATE TABLE notes (body);"
+				  "PRAGMA wal_checkpoint(TRUNCATE);"
+				  "INSERT INTO notes VALUES ('in the log');",
+				  NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	sqlite3_close(db);
+	size_t len;
+	char *before = slurp(dbpath, &len);
+
+	assert_refused("not a usbsync database");
+
+	assert_same_file(dbpath, before, len);
+	free(before);
+}
+
+Test(store, refuses_garbage_file_and_leaves_it_byte_identical)
+{
+	char junk[8192];
+	unsigned x = 12345;
+	for (size_t i = 0; i < sizeof junk; i++) {
+		x = x * 1103515245u + 12345u;
+		junk[i] = (char)(x >> 16);
+	}
+	FILE *f = fopen(dbpath, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(junk, 1, sizeof junk, f), sizeof junk);
+	fclose(f);
+
+	assert_refused("file is not a database");
+	struct err e = {0};
+	cr_assert_null(store_open_readonly(dbpath, &e));
+	cr_assert_eq(e.kind, ERR_DB);
+	cr_assert(strstr(e.msg, dbpath), "%s", e.msg);
+
+	assert_same_file(dbpath, junk, sizeof junk);
+	assert_no_sidecars();
+}
+
+Test(store, refuses_newer_schema_version_and_leaves_it_alone)
+{
+	store_close(open_ok());
+	raw_exec(dbpath, "PRAGMA user_version = 2");
+	size_t len;
+	char *before = slurp(dbpath, &len);
+
+	assert_refused("schema version 2 is newer than this usbsync");
+	struct err e = {0};
+	cr_assert_null(store_open_readonly(dbpath, &e));
+	cr_assert(strstr(e.msg, "schema version 2"), "%s", e.msg);
+
+	assert_same_file(dbpath, before, len);
+	free(before);
+}
+
+Test(store, readonly_open_of_missing_file_fails_naming_the_path)
+{
+	struct err e = {0};
+	cr_assert_null(store_open_readonly(dbpath, &e));
+	cr_assert_eq(e.kind, ERR_DB);
+	cr_assert(strstr(e.msg, dbpath), "%s", e.msg);
+	cr_assert(!exists(dbpath), "read-only open created the file");
+}
+
+Test(store, readonly_open_reads_history_and_refuses_writes)
+{
+	struct store *s = open_ok();
+	record_event(s, 1000, "100", "3-4", NULL);
+	store_close(s); /* last connection: the -shm and -wal files go away */
+
+	struct err e = {0};
+	s = store_open_readonly(dbpath, &e);
+	cr_assert_not_null(s, "%s", e.msg);
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	cr_assert_eq(rs.n, 1);
+	cr_assert_not(store_touch(s, 2000, &e));
+	cr_assert_eq(e.kind, ERR_DB);
+	cr_assert(strstr(e.msg, dbpath), "%s", e.msg);
+	store_close(s);
+}
+
+Test(store, close_of_null_is_a_no_op)
+{
+	store_close(NULL);
+}
+
+/* ---- writing and reading back ---- */
+
+Test(store, record_and_history_round_trip_every_field)
+{
+	struct store *s = open_ok();
+	struct store_run run = {
+		.time_ms = 1700000000123, .trigger = "udev",
+		.udev_action = "add", .devpath = "/devices/pci0000:00/usb3/3-4",
+		.dry_run = true, .exit_code = 3,
+	};
+	struct store_event ev[] = {
+		{ .vm = "100", .op = "add", .port = "3-4", .vidpid = "046d:c52b",
+		  .product = "USB Receiver", .result = "failed",
+		  .error = "vm 100: device_add: DeviceNotFound" },
+		{ .vm = "101", .op = "conflict", .result = "planned" },
+	};
+	int64_t id = -1;
+	struct err e = {0};
+	cr_assert(store_record_run(s, &run, ev, 2, &id, &e), "%s", e.msg);
+	cr_assert_gt(id, 0);
+
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){0}, &rs);
+	cr_assert_eq(rs.n, 2);
+	const struct saved *a = &rs.r[1], *b = &rs.r[0]; /* newest id first */
+	cr_assert_eq(a->run_id, id);
+	cr_assert_eq(a->time_ms, 1700000000123);
+	cr_assert(a->dry_run);
+	cr_assert_str_eq(a->str[F_TRIGGER], "udev");
+	cr_assert_str_eq(a->str[F_ACTION], "add");
+	cr_assert_str_eq(a->str[F_DEVPATH], "/devices/pci0000:00/usb3/3-4");
+	cr_assert_str_eq(a->str[F_VM], "100");
+	cr_assert_str_eq(a->str[F_OP], "add");
+	cr_assert_str_eq(a->str[F_PORT], "3-4");
+	cr_assert_str_eq(a->str[F_VIDPID], "046d:c52b");
+	cr_assert_str_eq(a->str[F_PRODUCT], "USB Receiver");
+	cr_assert_str_eq(a->str[F_RESULT], "failed");
+	cr_assert_str_eq(a->str[F_ERROR], "vm 100: device_add: DeviceNotFound");
+	cr_assert_str_eq(b->str[F_VM], "101");
+	cr_assert_str_eq(b->str[F_OP], "conflict");
+	cr_assert_str_eq(b->str[F_RESULT], "planned");
+	cr_assert(b->null[F_PORT] && b->null[F_VIDPID] && b->null[F_PRODUCT] &&
+		  b->null[F_ERROR], "NULL fields must come back NULL");
+	cr_assert_eq(raw_int(dbpath, "SELECT exit_code FROM runs"), 3);
+	store_close(s);
+}
+
+Test(store, run_without_events_is_stored_and_ids_increase)
+{
+	struct store *s = open_ok();
+	struct store_run run = { .time_ms = 5, .trigger = "manual" };
+	int64_t a, b;
+	cr_assert(store_record_run(s, &run, NULL, 0, &a, NULL));
+	cr_assert(store_record_run(s, &run, NULL, 0, &b, NULL));
+	cr_assert_gt(b, a);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM runs"), 2);
+	store_close(s);
+}
+
+Test(store, failed_record_stores_nothing_of_the_run)
+{
+	struct store *s = open_ok();
+	struct store_run run = { .time_ms = 1000, .trigger = "timer" };
+	struct store_event ev[] = {
+		{ .vm = "100", .op = "add", .result = "ok" },
+		{ .vm = NULL, .op = "add", .result = "ok" }, /* NOT NULL */
+	};
+	struct err e = {0};
+	cr_assert_not(store_record_run(s, &run, ev, 2, NULL, &e));
+	cr_assert_eq(e.kind, ERR_DB);
+	cr_assert(strstr(e.msg, dbpath), "%s", e.msg);
+	cr_assert(strstr(e.msg, "NOT NULL constraint failed"), "%s", e.msg);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM runs"), 0);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM events"), 0);
+
+	record_ok(s, 2000, ev, 1); /* and the handle still works */
+	store_close(s);
+}
+
+Test(store, hostile_product_bytes_come_back_byte_identical)
+{
+	static const char hostile[] =
+		"it's \"quoted\" \\ back\nslash\r\t\x1b[2J\x1b]0;pwned\x07"
+		"\xff\xfe\xc3\x28\x80 '); DROP TABLE runs; -- %_";
+	struct store *s = open_ok();
+	struct store_event ev[] = {
+		{ .vm = "100", .op = "add", .product = hostile,
+		  .error = hostile, .result = "ok" },
+		{ .vm = "100", .op = "add", .product = "", .result = "ok" },
+	};
+	record_ok(s, 1000, ev, 2);
+
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	cr_assert_eq(rs.n, 2);
+	cr_assert(!rs.r[0].null[F_PRODUCT]);
+	cr_assert_str_eq(rs.r[0].str[F_PRODUCT], "");
+	const char *p = rs.r[1].str[F_PRODUCT];
+	cr_assert_eq(strlen(p), sizeof hostile - 1);
+	cr_assert(memcmp(p, hostile, sizeof hostile) == 0);
+	cr_assert(memcmp(rs.r[1].str[F_ERROR], hostile, sizeof hostile) == 0);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM runs"), 1);
+	store_close(s);
+}
+
+Test(store, history_is_newest_first_then_newest_event_first)
+{
+	struct store *s = open_ok();
+	record_event(s, 2000, "a", NULL, NULL);
+	record_event(s, 3000, "b", NULL, NULL);
+	record_event(s, 1000, "c", NULL, NULL); /* clock stepped back */
+	struct store_event two[] = {
+		{ .vm = "first", .op = "add", .result = "ok" },
+		{ .vm = "second", .op = "del", .result = "ok" },
+	};
+	record_ok(s, 3000, two, 2);
+
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	assert_times(&rs, (int64_t[]){ 3000, 3000, 3000, 2000, 1000 }, 5);
+	cr_assert_str_eq(rs.r[0].str[F_VM], "second");
+	cr_assert_str_eq(rs.r[1].str[F_VM], "first");
+	cr_assert_str_eq(rs.r[2].str[F_VM], "b");
+	store_close(s);
+}
+
+Test(store, vm_filter_is_exact)
+{
+	struct store *s = open_ok();
+	record_event(s, 1, "100", NULL, NULL);
+	record_event(s, 2, "1000", NULL, NULL);
+	record_event(s, 3, "10", NULL, NULL);
+	record_event(s, 4, "100", NULL, NULL);
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .vm = "100" }, &rs);
+	assert_times(&rs, (int64_t[]){ 4, 1 }, 2);
+	store_close(s);
+}
+
+Test(store, port_filter_matches_the_port_and_every_port_below_it)
+{
+	struct store *s = open_ok();
+	record_event(s, 1, "v", "3-4", NULL);
+	record_event(s, 2, "v", "3-4.1.2", NULL);
+	record_event(s, 3, "v", "3-40", NULL);
+	record_event(s, 4, "v", "3-4x", NULL);
+	record_event(s, 5, "v", "13-4", NULL);
+	record_event(s, 6, "v", "3-4.1", NULL);
+	record_event(s, 7, "v", NULL, NULL);
+	record_event(s, 8, "v", "3-41.1", NULL);
+
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .port = "3-4" }, &rs);
+	assert_times(&rs, (int64_t[]){ 6, 2, 1 }, 3);
+
+	rs = (struct rows){0};
+	history_ok(s, &(struct store_query){ .port = "3-4.1" }, &rs);
+	assert_times(&rs, (int64_t[]){ 6, 2 }, 2);
+
+	rs = (struct rows){0};
+	history_ok(s, &(struct store_query){ .port = "3-40" }, &rs);
+	assert_times(&rs, (int64_t[]){ 3 }, 1);
+	store_close(s);
+}
+
+Test(store, port_filter_treats_like_wildcards_as_plain_characters)
+{
+	struct store *s = open_ok();
+	record_event(s, 1, "v", "3-4", NULL);
+	record_event(s, 2, "v", "3-4.1", NULL);
+	record_event(s, 3, "v", "3-%", NULL);
+	static const char *const patterns[] = { "%", "3-_", "3-%.", "_-4" };
+	for (size_t i = 0; i < 4; i++) {
+		struct rows rs = {0};
+		history_ok(s, &(struct store_query){ .port = patterns[i] }, &rs);
+		cr_assert_eq(rs.n, 0, "port %s matched %zu", patterns[i], rs.n);
+	}
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .port = "3-%" }, &rs);
+	assert_times(&rs, (int64_t[]){ 3 }, 1);
+	store_close(s);
+}
+
+Test(store, vidpid_filter_is_exact)
+{
+	struct store *s = open_ok();
+	record_event(s, 1, "v", NULL, "046d:c52b");
+	record_event(s, 2, "v", NULL, "046d:c52");
+	record_event(s, 3, "v", NULL, "046D:C52B");
+	record_event(s, 4, "v", NULL, NULL);
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .vidpid = "046d:c52b" }, &rs);
+	assert_times(&rs, (int64_t[]){ 1 }, 1);
+	store_close(s);
+}
+
+Test(store, since_and_until_are_inclusive)
+{
+	struct store *s = open_ok();
+	for (int64_t t = 1000; t <= 5000; t += 1000)
+		record_event(s, t, "v", NULL, NULL);
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .since_ms = 2000,
+					     .until_ms = 4000 }, &rs);
+	assert_times(&rs, (int64_t[]){ 4000, 3000, 2000 }, 3);
+
+	rs = (struct rows){0};
+	history_ok(s, &(struct store_query){ .since_ms = 4000 }, &rs);
+	assert_times(&rs, (int64_t[]){ 5000, 4000 }, 2);
+
+	rs = (struct rows){0};
+	history_ok(s, &(struct store_query){ .until_ms = 1000 }, &rs);
+	assert_times(&rs, (int64_t[]){ 1000 }, 1);
+	store_close(s);
+}
+
+Test(store, filters_combine)
+{
+	struct store *s = open_ok();
+	record_event(s, 1000, "100", "3-4.1", "046d:c52b");
+	record_event(s, 2000, "101", "3-4.1", "046d:c52b");
+	record_event(s, 3000, "100", "3-5", "046d:c52b");
+	record_event(s, 4000, "100", "3-4.2", "1234:5678");
+	record_event(s, 5000, "100", "3-4.3", "046d:c52b");
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .vm = "100", .port = "3-4",
+		   .vidpid = "046d:c52b", .until_ms = 4500 }, &rs);
+	assert_times(&rs, (int64_t[]){ 1000 }, 1);
+	store_close(s);
+}
+
+Test(store, limit_keeps_the_newest_rows)
+{
+	struct store *s = open_ok();
+	for (int64_t t = 1; t <= 5; t++)
+		record_event(s, t, "v", NULL, NULL);
+	struct rows rs = {0};
+	history_ok(s, &(struct store_query){ .limit = 2 }, &rs);
+	assert_times(&rs, (int64_t[]){ 5, 4 }, 2);
+	store_close(s);
+}
+
+Test(store, callback_returning_false_stops_early_without_error)
+{
+	struct store *s = open_ok();
+	for (int64_t t = 1; t <= 5; t++)
+		record_event(s, t, "v", NULL, NULL);
+	struct rows rs = { .stop_after = 3 };
+	history_ok(s, NULL, &rs);
+	assert_times(&rs, (int64_t[]){ 5, 4, 3 }, 3);
+	store_close(s);
+}
+
+Test(store, last_run_is_zero_until_touched_then_the_latest_touch)
+{
+	struct store *s = open_ok();
+	int64_t t = -1;
+	cr_assert(store_last_run(s, &t, NULL));
+	cr_assert_eq(t, 0);
+	cr_assert(store_touch(s, 1700000000000, NULL));
+	cr_assert(store_touch(s, 1700000000500, NULL));
+	cr_assert(store_last_run(s, &t, NULL));
+	cr_assert_eq(t, 1700000000500);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM meta"), 1);
+	store_close(s);
+}
+
+/* ---- concurrency ---- */
+
+Test(store, locked_database_fails_after_busy_timeout_instead_of_hanging,
+     .timeout = 30)
+{
+	struct store *s = open_ok();
+	sqlite3 *other;
+	cr_assert_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+		     SQLITE_OK, "%s", sqlite3_errmsg(other));
+
+	struct store_run run = { .time_ms = 1, .trigger = "timer" };
+	struct err e = {0};
+	double t0 = now_s();
+	cr_assert_not(store_record_run(s, &run, NULL, 0, NULL, &e));
+	double waited = now_s() - t0;
+	cr_assert_eq(e.kind, ERR_DB);
+	cr_assert(strstr(e.msg, dbpath), "%s", e.msg);
+	cr_assert(strstr(e.msg, "locked"), "%s", e.msg);
+	cr_assert(waited >= 1.5 && waited < 10, "waited %.2f s", waited);
+
+	sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(other);
+	cr_assert(store_record_run(s, &run, NULL, 0, NULL, &e), "%s", e.msg);
+	store_close(s);
+}
