@@ -1,0 +1,130 @@
+/* cli.h - what the files of cmd/ share: global options, the reconcile
+ * engine that reconcile, status and hook drive, and output helpers.
+ */
+#ifndef USBSYNC_CLI_H
+#define USBSYNC_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/err.h"
+#include "reconcile/config.h"
+#include "reconcile/plan.h"
+#include "reconcile/usbtree.h"
+
+enum exit_code { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_DRIFT = 3 };
+
+struct globals {
+	const char *config_dir;
+	const char *qmp_dir;
+	const char *db;
+	int timeout_ms;   /* per-VM QMP budget */
+};
+
+/* A subcommand: argv[0] is its name; options are already stripped of the
+ * global ones.  Returns an exit code. */
+typedef int (*cmd_fn)(int argc, char **argv, const struct globals *g);
+int cmd_reconcile(int argc, char **argv, const struct globals *g);
+int cmd_status(int argc, char **argv, const struct globals *g);
+int cmd_history(int argc, char **argv, const struct globals *g);
+int cmd_hook(int argc, char **argv, const struct globals *g);
+
+/* ---- the engine -------------------------------------------------------- */
+
+enum vm_state {
+	VM_CONFIG_ERROR,  /* config unusable: left alone */
+	VM_NOT_RUNNING,   /* no socket, or it refuses connection */
+	VM_FAILED,        /* QMP failed: err says how */
+	VM_RUNNING,
+};
+
+struct item_result {
+	bool tried;
+	bool ok;
+	unsigned guest_port;  /* where an add landed (may differ from plan) */
+	char error[ERR_MSG_MAX];
+};
+
+struct vm_run {
+	size_t vm;               /* index into run.cfg.vms */
+	enum vm_state state;
+	struct err err;
+	struct vm_actual actual;
+	struct plan plan;
+	struct item_result *res; /* one per plan item */
+};
+
+struct run {
+	const struct globals *g;
+	bool apply;              /* false: plan only (dry run, status) */
+	struct config cfg;
+	struct usbtree tree;
+	struct claim *claims;    /* one per tree device */
+	struct vm_run *vms;      /* the selected VMs, in config order */
+	size_t nvms;
+	struct err err;          /* run-wide failure (tree or config dir) */
+	bool failed_global;
+	bool vm_names_bad;       /* some config file has an invalid VM name */
+};
+
+/* Select VMs (all with a config when nfilter == 0), read, plan and, when
+ * r->apply, carry the plan out: every VM's removals before any VM's
+ * additions.  Returns false only for run-wide failures (r->err). */
+bool run_execute(struct run *r, char **filter, size_t nfilter);
+void run_clear(struct run *r);
+
+/* Exit code for a finished run: 1 if anything failed, else 2 for config
+ * errors and conflicts, else 3 when `check` and changes are pending. */
+int run_exit_code(const struct run *r, bool check);
+
+/* Store the run in history when it changed or failed anything, and touch
+ * the last-run time.  Warns on stderr and carries on when the database
+ * fails. */
+struct trigger {
+	const char *name;     /* "udev", "timer", "hook", "manual" */
+	const char *action;   /* udev ACTION, validated, or NULL */
+	const char *devpath;  /* udev DEVPATH, validated, or NULL */
+};
+void run_record(const struct run *r, const struct trigger *t, bool dry_run, int exit_code);
+
+const char *vm_state_name(enum vm_state s);
+
+/* Fill t from --trigger `name` (NULL: udev when ACTION and DEVPATH are in
+ * the environment, else manual).  ACTION/DEVPATH are validated and left
+ * out when malformed.  False on an unknown name. */
+bool cli_trigger(const char *name, struct trigger *t);
+
+/* Reconcile (or plan, when dry_run) the VMs named in vms[0..nvms), or all;
+ * print, record history, return the exit code.  Shared with `hook`. */
+int reconcile_main(int argc, char **argv, const struct globals *g, bool dry_run, bool check,
+		   bool json, const struct trigger *trig, char **vms, size_t nvms);
+
+/* ---- output ------------------------------------------------------------ */
+
+/* A table printed with aligned columns.  Cells are copied; untrusted text
+ * must go through out_escape first (out_row does not escape). */
+struct table;
+struct table *table_new(size_t ncols);
+void table_row(struct table *t, ...); /* ncols const char *, NULL = "-" */
+void table_print(struct table *t, FILE *f, const char *indent);
+void table_free(struct table *t);
+
+/* Escape untrusted text for a terminal into a static ring of buffers
+ * (valid until 8 more calls). */
+const char *out_escape(const char *s);
+
+/* JSON writing to f: a string literal (quoted, escaped) or null. */
+void out_json_str(FILE *f, const char *s);
+
+/* The whole run as one JSON object on one line. */
+void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code);
+
+/* What happened to item i of v: "ok", "failed", "planned", or NULL. */
+const char *out_item_result(const struct run *r, const struct vm_run *v, size_t i);
+
+/* "046d:c52b" into buf[10]. */
+const char *out_vidpid(const struct usbdev *d, char buf[10]);
+
+#endif

@@ -1,0 +1,206 @@
+/* history.c - `usbsync history`: what earlier runs did, newest first. */
+#include "cmd/cli.h"
+
+#include <ctype.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "reconcile/port.h"
+#include "store/store.h"
+
+/* "2026-11-25", "2026-11-25T17:05", "2026-11-25T17:05:09" (local time),
+ * or "90m", "12h", "7d", "30s" before now.  Result in ms since the epoch. */
+static bool parse_time(const char *s, int64_t now_ms, int64_t *out)
+{
+	struct tm tm = { 0 };
+	char *end;
+	unsigned long n;
+
+	if (isdigit((unsigned char)s[0]) && (n = strtoul(s, &end, 10)) <= 100000 * 24UL &&
+	    end != s && end[0] && !end[1] && strchr("smhd", end[0])) {
+		static const int64_t unit[] = { ['s' - 'a'] = 1, ['m' - 'a'] = 60,
+						['h' - 'a'] = 3600, ['d' - 'a'] = 86400 };
+		*out = now_ms - (int64_t)n * unit[end[0] - 'a'] * 1000;
+		return true;
+	}
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (end && *end == 'T') {
+		char *e2 = strptime(end + 1, "%H:%M:%S", &tm);
+		end = e2 ? e2 : strptime(end + 1, "%H:%M", &tm);
+	}
+	if (!end || *end)
+		return false;
+	tm.tm_isdst = -1;
+	time_t t = mktime(&tm);
+	if (t == (time_t)-1)
+		return false;
+	*out = (int64_t)t * 1000;
+	return true;
+}
+
+static bool valid_vidpid(const char *s)
+{
+	if (strlen(s) != 9 || s[4] != ':')
+		return false;
+	for (int i = 0; i < 9; i++)
+		if (i != 4 && !isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t n)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, n, "%lld", (long long)ms);
+}
+
+struct print_ctx {
+	bool json;
+	size_t n;
+	struct table *t;
+};
+
+static void json_row(const struct store_row *row, size_t n)
+{
+	char when[32];
+
+	fmt_time(row->time_ms, when, sizeof when);
+	printf("%s{\"run\":%lld,\"time_ms\":%lld,\"time\":", n ? "," : "",
+	       (long long)row->run_id, (long long)row->time_ms);
+	out_json_str(stdout, when);
+	const char *keys[] = { "trigger", "action", "devpath", "vm", "op", "port",
+			       "vidpid", "product", "result", "error" };
+	const char *vals[] = { row->trigger, row->udev_action, row->devpath, row->vm, row->op,
+			       row->port, row->vidpid, row->product, row->result, row->error };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		printf(",\"%s\":", keys[i]);
+		out_json_str(stdout, vals[i]);
+	}
+	printf(",\"dry_run\":%s}", row->dry_run ? "true" : "false");
+}
+
+static bool print_row(const struct store_row *row, void *arg)
+{
+	struct print_ctx *c = arg;
+	char when[32], trig[64], result[ERR_MSG_MAX + 16];
+
+	if (c->json) {
+		json_row(row, c->n++);
+		return true;
+	}
+	fmt_time(row->time_ms, when, sizeof when);
+	snprintf(trig, sizeof trig, "%s%s%s%s", row->trigger, row->dry_run ? " (dry run)" : "",
+		 row->udev_action ? " " : "", row->udev_action ? row->udev_action : "");
+	snprintf(result, sizeof result, "%s%s%s", row->result, row->error ? ": " : "",
+		 row->error ? out_escape(row->error) : "");
+	table_row(c->t, when, trig, out_escape(row->vm), row->op, row->port, row->vidpid,
+		  row->product ? out_escape(row->product) : NULL, result);
+	c->n++;
+	return true;
+}
+
+static int usage_error(const char *opt, const char *val)
+{
+	fprintf(stderr, "usbsync: history: %s '%s' is not valid (see usbsync history --help)\n",
+		opt, out_escape(val));
+	return EXIT_USAGE;
+}
+
+int cmd_history(int argc, char **argv, const struct globals *g)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },  { "port", required_argument, NULL, 'p' },
+		{ "device", required_argument, NULL, 'd' }, { "since", required_argument, NULL, 's' },
+		{ "until", required_argument, NULL, 'u' }, { "limit", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },        { "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct store_query q = { .limit = 100 };
+	struct print_ctx pc = { 0 };
+	struct timeval tv;
+	struct port p;
+	char *end;
+	int c;
+
+	gettimeofday(&tv, NULL);
+	int64_t now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v':
+			if (!config_vm_name_valid(optarg))
+				return usage_error("--vm", optarg);
+			q.vm = optarg;
+			break;
+		case 'p':
+			if (!port_parse(optarg, &p))
+				return usage_error("--port", optarg);
+			q.port = optarg;
+			break;
+		case 'd':
+			if (!valid_vidpid(optarg))
+				return usage_error("--device", optarg);
+			for (char *s = optarg; *s; s++)
+				*s = (char)tolower((unsigned char)*s);
+			q.vidpid = optarg;
+			break;
+		case 's':
+			if (!parse_time(optarg, now, &q.since_ms))
+				return usage_error("--since", optarg);
+			break;
+		case 'u':
+			if (!parse_time(optarg, now, &q.until_ms))
+				return usage_error("--until", optarg);
+			break;
+		case 'l':
+			q.limit = (unsigned)strtoul(optarg, &end, 10);
+			if (!isdigit((unsigned char)optarg[0]) || *end || q.limit > 1000000)
+				return usage_error("--limit", optarg);
+			break;
+		case 'j': pc.json = true; break;
+		case 'h':
+			printf("usage: usbsync history [--vm VM] [--port PORT] [--device VID:PID] [--since T]"
+			       " [--until T] [--limit N (default 100, 0 = all)] [--json]\n"
+			       "T is YYYY-MM-DD[THH:MM[:SS]] (local time) or a span before now: 90m, 12h, 7d\n");
+			return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return usage_error("argument", argv[optind]);
+
+	struct err e = { 0 };
+	struct store *s = store_open_readonly(g->db, &e);
+	if (!s) {
+		fprintf(stderr, "usbsync: history: %s\n", out_escape(e.msg));
+		return EXIT_FAILED;
+	}
+	pc.t = table_new(8);
+	table_row(pc.t, "TIME", "TRIGGER", "VM", "OP", "PORT", "DEVICE", "PRODUCT", "RESULT");
+	if (pc.json)
+		printf("[");
+	bool ok = store_history(s, &q, print_row, &pc, &e);
+	if (pc.json)
+		printf("]\n");
+	else if (pc.n)
+		table_print(pc.t, stdout, "");
+	else if (ok)
+		printf("no history rows match\n");
+	int64_t last = 0;
+	if (ok && !pc.json && store_last_run(s, &last, NULL) && last) {
+		char when[32];
+		fmt_time(last, when, sizeof when);
+		printf("last run: %s\n", when);
+	}
+	table_free(pc.t);
+	store_close(s);
+	if (!ok)
+		fprintf(stderr, "usbsync: history: %s\n", out_escape(e.msg));
+	return ok ? EXIT_OK : EXIT_FAILED;
+}

@@ -1,0 +1,22 @@
+/* hook.c - `usbsync hook VM PHASE`, the Proxmox hookscript entry.
+ *
+ * Proxmox runs hookscripts with no timeout and a failing pre-start aborts
+ * the VM start, so only post-start does anything: it reconciles that one
+ * VM (its QMP socket exists by then).  Every other phase exits 0.
+ */
+#include "cmd/cli.h"
+
+#include <string.h>
+
+int cmd_hook(int argc, char **argv, const struct globals *g)
+{
+	struct trigger trig = { .name = "hook" };
+
+	if (argc != 3 || !config_vm_name_valid(argv[1])) {
+		fprintf(stderr, "usage: usbsync hook VM PHASE\n");
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[2], "post-start") != 0)
+		return EXIT_OK;
+	return reconcile_main(argc, argv, g, false, false, false, &trig, &argv[1], 1);
+}

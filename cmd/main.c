@@ -1,0 +1,149 @@
+/* main.c - global options and the subcommand table.
+ *
+ * Global options may stand before or after the subcommand and each has an
+ * environment variable; the command line wins over the environment.
+ */
+#include "cmd/cli.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	cmd_fn fn;
+	const char *help;
+} commands[] = {
+	{ "reconcile", cmd_reconcile, "[--vm VM]... [--dry-run] [--check] [--json] [--trigger T]" },
+	{ "status", cmd_status, "[--vm VM]... [--json]" },
+	{ "history", cmd_history,
+	  "[--vm VM] [--port PORT] [--device VID:PID] [--since T] [--until T] [--limit N] [--json]" },
+	{ "hook", cmd_hook, "VM PHASE   (the Proxmox hookscript entry)" },
+};
+
+static const struct {
+	const char *opt, *env;
+} globals_spec[] = {
+	{ "--config-dir", "USBSYNC_CONFIG_DIR" },
+	{ "--qmp-dir", "USBSYNC_QMP_DIR" },
+	{ "--db", "USBSYNC_DB" },
+	{ "--timeout", "USBSYNC_TIMEOUT" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: usbsync [global options] COMMAND [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "\nglobal options (each also an environment variable):\n"
+		"  --config-dir DIR   USBSYNC_CONFIG_DIR  (default /etc/pve/qemu-server)\n"
+		"  --qmp-dir DIR      USBSYNC_QMP_DIR     (default /var/run/qemu-server)\n"
+		"  --db FILE          USBSYNC_DB          (default /var/lib/usbsync/history.db)\n"
+		"  --timeout SECONDS  USBSYNC_TIMEOUT     (per-VM QMP budget, default 3)\n"
+		"\nexit: 0 ok, 1 something failed, 2 usage or config error, 3 drift (--check)\n");
+}
+
+/* "3", "0.5" seconds -> ms within 10 ms .. 1 hour. */
+static bool parse_timeout(const char *s, int *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+
+	if (errno || end == s || *end || !(v >= 0.01 && v <= 3600))
+		return false;
+	*ms = (int)(v * 1000 + 0.5);
+	return true;
+}
+
+static bool set_global(struct globals *g, size_t which, const char *val, const char *from)
+{
+	if (!val || !*val || strlen(val) >= PATH_MAX) {
+		fprintf(stderr, "usbsync: %s: needs a value\n", from);
+		return false;
+	}
+	switch (which) {
+	case 0: g->config_dir = val; return true;
+	case 1: g->qmp_dir = val; return true;
+	case 2: g->db = val; return true;
+	default:
+		if (parse_timeout(val, &g->timeout_ms))
+			return true;
+		fprintf(stderr, "usbsync: %s: '%.32s' is not a number of seconds (0.01 to 3600)\n",
+			from, val);
+		return false;
+	}
+}
+
+static bool globals_from_env(struct globals *g)
+{
+	for (size_t i = 0; i < sizeof globals_spec / sizeof globals_spec[0]; i++) {
+		const char *v = getenv(globals_spec[i].env);
+		if (v && !set_global(g, i, v, globals_spec[i].env))
+			return false;
+	}
+	return true;
+}
+
+/* If argv[*i] is a global option, take it (and its value) and advance. */
+static int take_global(struct globals *g, int argc, char **argv, int *i)
+{
+	for (size_t k = 0; k < sizeof globals_spec / sizeof globals_spec[0]; k++) {
+		const char *opt = globals_spec[k].opt;
+		size_t n = strlen(opt);
+		if (strncmp(argv[*i], opt, n) != 0)
+			continue;
+		if (argv[*i][n] == '=')
+			return set_global(g, k, argv[*i] + n + 1, opt) ? 1 : -1;
+		if (argv[*i][n] != '\0')
+			continue;
+		if (*i + 1 >= argc) {
+			fprintf(stderr, "usbsync: %s: needs a value\n", opt);
+			return -1;
+		}
+		*i += 1;
+		return set_global(g, k, argv[*i], opt) ? 1 : -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct globals g = {
+		.config_dir = "/etc/pve/qemu-server",
+		.qmp_dir = "/var/run/qemu-server",
+		.db = "/var/lib/usbsync/history.db",
+		.timeout_ms = 3000,
+	};
+	char **rest = calloc((size_t)argc + 1, sizeof *rest);
+	int nrest = 0;
+	bool dashdash = false;
+
+	setlocale(LC_ALL, "C");
+	if (!rest || !globals_from_env(&g))
+		return EXIT_USAGE;
+	for (int i = 1; i < argc; i++) {
+		int t = dashdash ? 0 : take_global(&g, argc, argv, &i);
+		if (t < 0)
+			return EXIT_USAGE;
+		if (t == 0) {
+			dashdash |= strcmp(argv[i], "--") == 0;
+			rest[nrest++] = argv[i];
+		}
+	}
+	if (nrest == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
+	    strcmp(rest[0], "help") == 0) {
+		usage(nrest ? stdout : stderr);
+		return nrest ? EXIT_OK : EXIT_USAGE;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(rest[0], commands[i].name) == 0) {
+			int rc = commands[i].fn(nrest, rest, &g);
+			free(rest);
+			return rc;
+		}
+	fprintf(stderr, "usbsync: unknown command '%.32s'\n", rest[0]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,199 @@
+/* output.c - aligned tables and JSON strings for people and scripts. */
+#include "cmd/cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/text.h"
+#include "qmp/json.h"
+#include "reconcile/port.h"
+
+struct table {
+	size_t ncols, nrows, cap;
+	char **cells;   /* nrows * ncols, owned */
+};
+
+struct table *table_new(size_t ncols)
+{
+	struct table *t = calloc(1, sizeof *t);
+
+	if (t)
+		t->ncols = ncols;
+	return t;
+}
+
+void table_row(struct table *t, ...)
+{
+	va_list ap;
+
+	if (!t)
+		return;
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		char **n = realloc(t->cells, cap * t->ncols * sizeof *n);
+		if (!n)
+			return; /* a row lost to OOM is better than a crash */
+		t->cells = n;
+		t->cap = cap;
+	}
+	va_start(ap, t);
+	for (size_t c = 0; c < t->ncols; c++) {
+		const char *s = va_arg(ap, const char *);
+		t->cells[t->nrows * t->ncols + c] = strdup(s && *s ? s : "-");
+	}
+	va_end(ap);
+	t->nrows++;
+}
+
+/* Columns on a terminal: code points, since escaped text is valid UTF-8. */
+static size_t width(const char *s)
+{
+	size_t w = 0;
+
+	for (; s && *s; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+void table_print(struct table *t, FILE *f, const char *indent)
+{
+	size_t *w;
+
+	if (!t || !(w = calloc(t->ncols, sizeof *w)))
+		return;
+	for (size_t r = 0; r < t->nrows; r++)
+		for (size_t c = 0; c < t->ncols; c++) {
+			size_t n = width(t->cells[r * t->ncols + c]);
+			if (n > w[c])
+				w[c] = n;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		fputs(indent, f);
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *s = t->cells[r * t->ncols + c];
+			s = s ? s : "?";
+			if (c + 1 == t->ncols)
+				fprintf(f, "%s\n", s);
+			else
+				fprintf(f, "%s%*s", s, (int)(w[c] - width(s) + 2), "");
+		}
+	}
+	free(w);
+}
+
+void table_free(struct table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+}
+
+const char *out_escape(const char *s)
+{
+	static char ring[8][4 * USB_STR_MAX + 8];
+	static unsigned next;
+	char *buf = ring[next++ % 8];
+
+	return text_escape(buf, sizeof ring[0], s ? s : "");
+}
+
+void out_json_str(FILE *f, const char *s)
+{
+	/* Every byte may become \uXXXX (6 bytes), plus quotes and NUL. */
+	size_t n = s ? strlen(s) * 6 + 3 : 0;
+	char *buf;
+
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	if (!(buf = malloc(n)) || json_quote(buf, n, s) < 0)
+		fputs("\"\"", f);
+	else
+		fputs(buf, f);
+	free(buf);
+}
+
+const char *out_vidpid(const struct usbdev *d, char buf[10])
+{
+	if (!d)
+		return "";
+	snprintf(buf, 10, "%04x:%04x", d->vid, d->pid);
+	return buf;
+}
+
+/* ---- a run as JSON ------------------------------------------------------ */
+
+static void json_kv_str(FILE *f, const char *key, const char *val, bool comma)
+{
+	fprintf(f, "\"%s\":", key);
+	out_json_str(f, val);
+	if (comma)
+		fputc(',', f);
+}
+
+/* What happened to an item: "ok", "failed", "planned", or NULL. */
+const char *out_item_result(const struct run *r, const struct vm_run *v, size_t i)
+{
+	const struct plan_item *it = &v->plan.items[i];
+
+	if (it->error)
+		return "failed";
+	if (it->op == OP_NONE)
+		return NULL;
+	if (!r->apply || !v->res[i].tried)
+		return "planned";
+	return v->res[i].ok ? "ok" : "failed";
+}
+
+static void json_item(FILE *f, const struct run *r, const struct vm_run *v, size_t i)
+{
+	const struct plan_item *it = &v->plan.items[i];
+	const struct item_result *res = &v->res[i];
+	char port[PORT_STR_MAX], vp[10];
+	bool added = it->op == OP_ADD && res->tried && res->ok;
+
+	fputc('{', f);
+	json_kv_str(f, "state", plan_state_name(it->state), true);
+	json_kv_str(f, "op", it->op == OP_NONE ? NULL : plan_op_name(it->op), true);
+	json_kv_str(f, "port", it->has_port ? port_format(&it->port, port, sizeof port) : NULL, true);
+	json_kv_str(f, "id", it->id, true);
+	json_kv_str(f, "vidpid", it->dev ? out_vidpid(it->dev, vp) : NULL, true);
+	json_kv_str(f, "product", it->dev ? it->dev->product : NULL, true);
+	json_kv_str(f, "manufacturer", it->dev ? it->dev->manufacturer : NULL, true);
+	json_kv_str(f, "bus", it->op == OP_ADD ? it->bus : NULL, true);
+	if (it->op == OP_ADD)
+		fprintf(f, "\"guest_port\":%u,", added ? res->guest_port : it->guest_port);
+	else
+		fputs("\"guest_port\":null,", f);
+	json_kv_str(f, "why", it->why[0] ? it->why : NULL, true);
+	json_kv_str(f, "result", out_item_result(r, v, i), true);
+	json_kv_str(f, "error", res->tried && !res->ok ? res->error : it->error ? it->why : NULL, false);
+	fputc('}', f);
+}
+
+void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
+{
+	fprintf(f, "{\"dry_run\":%s,\"exit_code\":%d,", dry_run ? "true" : "false", exit_code);
+	json_kv_str(f, "error", r->err.kind ? r->err.msg : NULL, true);
+	fputs("\"vms\":[", f);
+	for (size_t k = 0; k < r->nvms; k++) {
+		const struct vm_run *v = &r->vms[k];
+		fprintf(f, "%s{", k ? "," : "");
+		json_kv_str(f, "vm", r->cfg.vms[v->vm].vm, true);
+		json_kv_str(f, "state", vm_state_name(v->state), true);
+		json_kv_str(f, "error", v->err.kind ? v->err.msg : NULL, true);
+		fputs("\"items\":[", f);
+		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
+			if (i)
+				fputc(',', f);
+			json_item(f, r, v, i);
+		}
+		fputs("]}", f);
+	}
+	fputs("]}\n", f);
+}

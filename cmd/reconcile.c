@@ -1,0 +1,185 @@
+/* reconcile.c - `usbsync reconcile`: converge every VM on its config. */
+#include "cmd/cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconcile/port.h"
+
+#define VM_FILTER_MAX 256
+
+static bool valid_action(const char *a)
+{
+	static const char *const ok[] = { "add", "remove", "change", "bind", "unbind",
+					  "move", "online", "offline" };
+	for (size_t i = 0; a && i < sizeof ok / sizeof ok[0]; i++)
+		if (strcmp(a, ok[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A kernel device path: "/devices/" then [A-Za-z0-9/:._+-], no "..". */
+static bool valid_devpath(const char *p)
+{
+	if (!p || strncmp(p, "/devices/", 9) != 0 || strlen(p) > 1024 || strstr(p, ".."))
+		return false;
+	for (; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/:._+-", *p))
+			return false;
+	return true;
+}
+
+/* Who started this run: --trigger, else udev's environment, else a person. */
+bool cli_trigger(const char *name, struct trigger *t)
+{
+	static const char *const names[] = { "udev", "timer", "hook", "manual" };
+	const char *action = getenv("ACTION"), *devpath = getenv("DEVPATH");
+
+	*t = (struct trigger){ .name = "manual" };
+	if (!name && action && devpath)
+		name = "udev";
+	for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(name, names[i]) == 0)
+			t->name = names[i], name = NULL;
+	if (name) {
+		fprintf(stderr, "usbsync: --trigger: expected udev, timer, hook or manual\n");
+		return false;
+	}
+	if (strcmp(t->name, "udev") == 0) {
+		if (valid_action(action) && valid_devpath(devpath))
+			t->action = action, t->devpath = devpath;
+		else if (action || devpath)
+			fprintf(stderr, "usbsync: warning: ignoring malformed ACTION/DEVPATH from the environment\n");
+	}
+	return true;
+}
+
+static void print_vm_line(const struct run *r, const struct vm_run *v)
+{
+	if (v->state == VM_RUNNING || v->state == VM_NOT_RUNNING)
+		return;
+	fprintf(stderr, "usbsync: vm %s: %s: %s\n", r->cfg.vms[v->vm].vm,
+		vm_state_name(v->state), out_escape(v->err.msg));
+}
+
+static void row(struct table *t, const struct run *r, const struct vm_run *v, size_t i)
+{
+	const struct plan_item *it = &v->plan.items[i];
+	const struct item_result *res = &v->res[i];
+	char port[PORT_STR_MAX], vp[10], where[QOM_NAME_MAX + 16] = "", result[ERR_MSG_MAX + 16];
+	const char *what = out_item_result(r, v, i);
+
+	if (it->op == OP_ADD)
+		snprintf(where, sizeof where, "%s port %u", it->bus,
+			 res->tried && res->ok ? res->guest_port : it->guest_port);
+	if (res->tried && !res->ok)
+		snprintf(result, sizeof result, "failed: %s", out_escape(res->error));
+	else if (it->op == OP_NONE)
+		snprintf(result, sizeof result, "%s: %s", plan_state_name(it->state), out_escape(it->why));
+	else if (it->op == OP_DEL && it->why[0])
+		snprintf(result, sizeof result, "%s (%s)", what, out_escape(it->why));
+	else
+		snprintf(result, sizeof result, "%s", what);
+	table_row(t, r->cfg.vms[v->vm].vm, it->op == OP_NONE ? "" : plan_op_name(it->op),
+		  it->has_port ? port_format(&it->port, port, sizeof port) : "",
+		  out_escape(it->id), out_vidpid(it->dev, vp),
+		  it->dev ? out_escape(it->dev->product) : "", where, result);
+}
+
+static void print_human(const struct run *r, bool dry_run)
+{
+	struct table *t = table_new(8);
+	size_t changes = 0, shown = 0;
+
+	table_row(t, "VM", "OP", "PORT", "ID", "DEVICE", "PRODUCT", "WHERE",
+		  dry_run ? "PLAN" : "RESULT");
+	for (size_t k = 0; k < r->nvms; k++) {
+		const struct vm_run *v = &r->vms[k];
+		print_vm_line(r, v);
+		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
+			const struct plan_item *it = &v->plan.items[i];
+			changes += it->op != OP_NONE;
+			if (it->op == OP_NONE && !it->error && it->state != ITEM_CONFLICT &&
+			    it->state != ITEM_SKIPPED)
+				continue;
+			row(t, r, v, i);
+			shown++;
+		}
+	}
+	if (shown)
+		table_print(t, stdout, "");
+	table_free(t);
+	if (changes == 0)
+		printf("in sync: nothing to %s\n", dry_run ? "change" : "do");
+	else if (dry_run)
+		printf("dry run: %zu change%s pending, nothing changed\n", changes, changes == 1 ? "" : "s");
+}
+
+int reconcile_main(int argc, char **argv, const struct globals *g, bool dry_run, bool check,
+		   bool json, const struct trigger *trig, char **vms, size_t nvms)
+{
+	struct run r = { .g = g, .apply = !dry_run };
+	(void)argc, (void)argv;
+
+	if (!run_execute(&r, vms, nvms))
+		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
+	int rc = run_exit_code(&r, check);
+	if (json)
+		out_run_json(stdout, &r, dry_run, rc);
+	else
+		print_human(&r, dry_run);
+	if (r.err.kind != ERR_USAGE)
+		run_record(&r, trig, dry_run, rc);
+	run_clear(&r);
+	return rc;
+}
+
+int cmd_reconcile(int argc, char **argv, const struct globals *g)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "check", no_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "trigger", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char *vms[VM_FILTER_MAX];
+	size_t nvms = 0;
+	bool dry_run = false, check = false, json = false;
+	const char *trigger = NULL;
+	struct trigger trig;
+	int c;
+
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v':
+			if (nvms == VM_FILTER_MAX || !config_vm_name_valid(optarg)) {
+				fprintf(stderr, "usbsync: --vm '%s': not a VM name (or too many)\n",
+					out_escape(optarg));
+				return EXIT_USAGE;
+			}
+			vms[nvms++] = optarg;
+			break;
+		case 'n': dry_run = true; break;
+		case 'c': check = dry_run = true; break;
+		case 'j': json = true; break;
+		case 't': trigger = optarg; break;
+		case 'h':
+			printf("usage: usbsync reconcile [--vm VM]... [--dry-run] [--check] [--json] [--trigger udev|timer|hook|manual]\n");
+			return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "usbsync: reconcile: unexpected argument '%s'\n", out_escape(argv[optind]));
+		return EXIT_USAGE;
+	}
+	if (!cli_trigger(trigger, &trig))
+		return EXIT_USAGE;
+	return reconcile_main(argc, argv, g, dry_run, check, json, &trig, vms, nvms);
+}

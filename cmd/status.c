@@ -1,0 +1,91 @@
+/* status.c - `usbsync status`: what each VM should hold and does hold. */
+#include "cmd/cli.h"
+
+#include <getopt.h>
+#include <string.h>
+
+#include "reconcile/port.h"
+
+#define VM_FILTER_MAX 256
+
+static void print_vm(const struct run *r, const struct vm_run *v)
+{
+	struct table *t;
+	char port[PORT_STR_MAX], vp[10], detail[ERR_MSG_MAX + 64];
+
+	if (v->state != VM_RUNNING) {
+		printf("vm %s: %s%s%s\n", r->cfg.vms[v->vm].vm, vm_state_name(v->state),
+		       v->state == VM_NOT_RUNNING ? "" : ": ",
+		       v->state == VM_NOT_RUNNING ? "" : out_escape(v->err.msg));
+		return;
+	}
+	printf("vm %s: running, %zu change%s pending\n", r->cfg.vms[v->vm].vm,
+	       plan_changes(&v->plan), plan_changes(&v->plan) == 1 ? "" : "s");
+	if (v->plan.n == 0)
+		return;
+	t = table_new(6);
+	table_row(t, "PORT", "STATE", "ID", "DEVICE", "PRODUCT", "DETAIL");
+	for (size_t i = 0; i < v->plan.n; i++) {
+		const struct plan_item *it = &v->plan.items[i];
+		if (it->op == OP_ADD)
+			snprintf(detail, sizeof detail, "would add on %s port %u", it->bus, it->guest_port);
+		else
+			snprintf(detail, sizeof detail, "%s%s", it->op == OP_DEL ? "would remove: " : "",
+				 out_escape(it->why));
+		table_row(t, it->has_port ? port_format(&it->port, port, sizeof port) : "",
+			  plan_state_name(it->state), out_escape(it->id), out_vidpid(it->dev, vp),
+			  it->dev ? out_escape(it->dev->product) : "", detail);
+	}
+	table_print(t, stdout, "  ");
+	table_free(t);
+}
+
+int cmd_status(int argc, char **argv, const struct globals *g)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char *vms[VM_FILTER_MAX];
+	size_t nvms = 0;
+	bool json = false;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v':
+			if (nvms == VM_FILTER_MAX || !config_vm_name_valid(optarg)) {
+				fprintf(stderr, "usbsync: --vm '%s': not a VM name (or too many)\n",
+					out_escape(optarg));
+				return EXIT_USAGE;
+			}
+			vms[nvms++] = optarg;
+			break;
+		case 'j': json = true; break;
+		case 'h': printf("usage: usbsync status [--vm VM]... [--json]\n"); return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "usbsync: status: unexpected argument '%s'\n", out_escape(argv[optind]));
+		return EXIT_USAGE;
+	}
+
+	struct run r = { .g = g, .apply = false };
+	if (!run_execute(&r, vms, nvms))
+		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
+	int rc = run_exit_code(&r, false);
+	if (json) {
+		out_run_json(stdout, &r, true, rc);
+	} else {
+		for (size_t k = 0; k < r.nvms; k++)
+			print_vm(&r, &r.vms[k]);
+		if (r.nvms == 0 && r.err.kind == ERR_NONE)
+			printf("no VM has a *%s file in %s\n", CONFIG_SUFFIX, g->config_dir);
+	}
+	run_clear(&r);
+	return rc;
+}
