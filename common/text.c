@@ -45,40 +45,49 @@ static void escape_byte(unsigned char c, char esc[5])
 	}
 }
 
+/* The shown form of the character at s: sets *piece and *plen, returns the
+ * number of input bytes it stands for. */
+static size_t piece_at(const unsigned char *s, char esc[5], const char **piece, size_t *plen)
+{
+	size_t n = text_utf8_len(s);
+
+	if (n == 1 && (*s < 0x20 || *s == 0x7f || *s == '\\' || *s == '"'))
+		n = 0;
+	/* C1 controls (U+0080..U+009F) act as escapes on some terminals. */
+	if (n == 2 && s[0] == 0xc2 && s[1] < 0xa0)
+		n = 0;
+	if (n > 0) {
+		*piece = (const char *)s, *plen = n;
+		return n;
+	}
+	escape_byte(*s, esc);
+	*piece = esc, *plen = strlen(esc);
+	return 1;
+}
+
 char *text_escape(char *out, size_t outsz, const char *in)
 {
 	const unsigned char *s = (const unsigned char *)(in ? in : "");
-	size_t len = 0;
+	size_t len = 0, total = 0, plen;
+	const char *piece;
+	char esc[5];
 
 	if (outsz == 0)
 		return out;
+	for (const unsigned char *p = s; *p; total += plen)
+		p += piece_at(p, esc, &piece, &plen);
+	/* When it will not all fit, keep room for "..." so the cut shows. */
+	size_t room = total < outsz ? outsz - 1 : (outsz > 4 ? outsz - 4 : 0);
 	while (*s) {
-		char esc[5];
-		const char *piece = esc;
-		size_t n = text_utf8_len(s), plen;
-
-		if (n == 1 && (*s < 0x20 || *s == 0x7f || *s == '\\' || *s == '"'))
-			n = 0;
-		if (n > 0) {
-			piece = (const char *)s, plen = n;
-			/* C1 controls (U+0080..U+009F) act as escapes on some terminals. */
-			if (n == 2 && s[0] == 0xc2 && s[1] < 0xa0)
-				n = 0;
-		}
-		if (n == 0) {
-			escape_byte(*s, esc);
-			piece = esc, plen = strlen(esc), n = 1;
-		}
-		/* Keep room for "..." (and the NUL) unless this is the last piece. */
-		if (len + plen + (s[n] ? 4 : 1) > outsz) {
-			if (len + 4 <= outsz)
-				memcpy(out + len, "...", 3), len += 3;
+		size_t n = piece_at(s, esc, &piece, &plen);
+		if (len + plen > room)
 			break;
-		}
 		memcpy(out + len, piece, plen);
 		len += plen;
 		s += n;
 	}
+	if (*s && outsz > 4)
+		memcpy(out + len, "...", 3), len += 3;
 	out[len] = '\0';
 	return out;
 }

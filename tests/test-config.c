@@ -1,0 +1,251 @@
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "reconcile/config.h"
+#include "reconcile/port.h"
+
+static bool parse(const char *text, struct vm_config *vm, struct err *e)
+{
+	memset(vm, 0, sizeof *vm);
+	vm->ok = config_parse(text, strlen(text), "100.usb.conf", vm, e);
+	return vm->ok;
+}
+
+static struct usbdev dev(const char *port, uint16_t vid, uint16_t pid, bool hub)
+{
+	struct usbdev d = { .vid = vid, .pid = pid, .hub = hub, .cls = hub ? 9 : 0 };
+	cr_assert(port_parse(port, &d.port));
+	return d;
+}
+
+Test(config, parses_every_line_form)
+{
+	struct vm_config vm;
+	struct err e = { 0 };
+	cr_assert(parse("# passthrough\n3-4\nport 10-1.12   # trailing comment\n\n"
+			"device 046D:c52b\nexclude port 3-4.1.4\nexclude device 0781:5567\r\n"
+			"\t  port\t1-1  \r\n",
+			&vm, &e), "%s", e.msg);
+	cr_assert_eq(vm.nrules, 6);
+	cr_expect_eq(vm.rules[0].kind, RULE_PORT);
+	cr_expect_eq(vm.rules[0].line, 2);
+	cr_expect_eq(vm.rules[2].kind, RULE_DEVICE);
+	cr_expect_eq(vm.rules[2].vid, 0x046d);
+	cr_expect_eq(vm.rules[2].pid, 0xc52b);
+	cr_expect(vm.rules[3].exclude && vm.rules[4].exclude && !vm.rules[5].exclude);
+	cr_expect_eq(vm.rules[5].line, 8);
+	free(vm.rules);
+}
+
+Test(config, empty_file_and_comments_only_want_nothing)
+{
+	struct vm_config vm;
+	cr_assert(parse("", &vm, NULL));
+	cr_expect_eq(vm.nrules, 0);
+	cr_assert(parse("# nothing\n   \n", &vm, NULL));
+	cr_expect_eq(vm.nrules, 0);
+}
+
+Test(config, syntax_errors_name_file_line_and_expectation)
+{
+	static const struct { const char *text, *want; } cases[] = {
+		{ "3-4\nprot 3-4\n", "100.usb.conf:2: expected 'port" },
+		{ "port 3-04\n", "100.usb.conf:1: bad port path '3-04'" },
+		{ "port\n", "100.usb.conf:1: expected" },
+		{ "device 46d:c52b\n", "100.usb.conf:1: bad device '46d:c52b'" },
+		{ "device 046d-c52b\n", "bad device" },
+		{ "exclude 3-4\n", "100.usb.conf:1: expected" },
+		{ "port 3-4 3-5\n", "100.usb.conf:1: expected" },
+		{ "port 3-4 extra words here\n", "too many words" },
+		{ "3-4\n\n\nport 1-1\x1b[2J\n", "100.usb.conf:4: bad port path '1-1\\x1b[2J'" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct vm_config vm;
+		struct err e = { 0 };
+		cr_expect(!parse(cases[i].text, &vm, &e), "accepted %s", cases[i].text);
+		cr_expect_eq(e.kind, ERR_CONFIG);
+		cr_expect(strstr(e.msg, cases[i].want), "case %zu: '%s' lacks '%s'", i, e.msg, cases[i].want);
+		cr_expect_null(vm.rules);
+	}
+}
+
+Test(config, refuses_nul_bytes_and_overlong_lines)
+{
+	struct vm_config vm = { 0 };
+	struct err e = { 0 };
+	cr_expect(!config_parse("3-4\n\0port 3-4\n", 14, "f", &vm, &e));
+	cr_expect(strstr(e.msg, "f:2: NUL byte"), "%s", e.msg);
+	char *big = malloc(1024 * 1024 + 2);
+	memset(big, ' ', 1024 * 1024);
+	memcpy(big, "3-4", 3);
+	big[1024 * 1024] = '\n';
+	cr_expect(!config_parse(big, 1024 * 1024 + 1, "f", &vm, &e));
+	cr_expect(strstr(e.msg, "f:1: line longer than"), "%s", e.msg);
+	free(big);
+}
+
+Test(config, matching_is_by_port_components_and_device_ids)
+{
+	struct vm_config vm;
+	bool ex;
+	cr_assert(parse("port 1-1\ndevice 046d:c52b\nexclude port 1-1.3.2\n", &vm, NULL));
+	struct usbdev a = dev("1-1.3.1", 1, 1, false), b = dev("1-10", 1, 1, false),
+		      c = dev("1-11", 1, 1, false), d = dev("1-1.3.2", 1, 1, false),
+		      e = dev("7-2", 0x046d, 0xc52b, false), h = dev("1-1.3", 1, 1, true);
+	cr_expect(config_wants(&vm, &a, &ex) && !ex);
+	cr_expect(!config_wants(&vm, &b, &ex) && !ex);
+	cr_expect(!config_wants(&vm, &c, NULL));
+	cr_expect(!config_wants(&vm, &d, &ex) && ex);
+	cr_expect(config_wants(&vm, &e, NULL));
+	cr_expect(!config_wants(&vm, &h, NULL), "hubs are never wanted");
+	vm.ok = false;
+	cr_expect(!config_wants(&vm, &a, NULL), "a broken config wants nothing");
+	free(vm.rules);
+}
+
+Test(config, exclude_device_beats_port_rule)
+{
+	struct vm_config vm;
+	bool ex = false;
+	cr_assert(parse("port 3-4\nexclude device 0781:5567\n", &vm, NULL));
+	struct usbdev disk = dev("3-4.1.4", 0x0781, 0x5567, false);
+	cr_expect(!config_wants(&vm, &disk, &ex));
+	cr_expect(ex);
+	free(vm.rules);
+}
+
+Test(config, vm_names)
+{
+	cr_expect(config_vm_name_valid("100"));
+	cr_expect(config_vm_name_valid("web-01_a"));
+	cr_expect(!config_vm_name_valid(""));
+	cr_expect(!config_vm_name_valid("a b"));
+	cr_expect(!config_vm_name_valid("../100"));
+	cr_expect(!config_vm_name_valid("a.b"));
+	char longname[VM_NAME_MAX + 1];
+	memset(longname, 'a', VM_NAME_MAX);
+	longname[VM_NAME_MAX] = '\0';
+	cr_expect(!config_vm_name_valid(longname));
+}
+
+/* ---- loading a directory ---- */
+
+static char dir[64];
+
+static void mkdir_setup(void)
+{
+	strcpy(dir, "/tmp/usbsync-cfg-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void mkdir_teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	cr_expect_eq(system(cmd), 0);
+}
+
+static void put(const char *name, const char *text, mode_t mode)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	cr_assert_eq(chmod(path, mode), 0);
+}
+
+static const struct vm_config *find(const struct config *c, const char *vm)
+{
+	long i = config_find(c, vm);
+	cr_assert_geq(i, 0, "vm %s not loaded", vm);
+	return &c->vms[i];
+}
+
+TestSuite(config_dir, .init = mkdir_setup, .fini = mkdir_teardown);
+
+Test(config_dir, loads_each_vm_and_keeps_broken_ones_apart)
+{
+	struct config c;
+	struct err e = { 0 };
+	put("100.usb.conf", "3-4\n", 0644);
+	put("1000.usb.conf", "port 1-1\n", 0640);
+	put("101.usb.conf", "port 3-4\nbogus\n", 0644);
+	put("100.conf", "this is Proxmox's own file\n", 0644);
+	put("bad name.usb.conf", "3-4\n", 0644);
+	cr_assert(config_load_dir(dir, &c, &e), "%s", e.msg);
+	cr_assert_eq(c.nvms, 4);
+	cr_expect(find(&c, "100")->ok);
+	cr_expect_eq(find(&c, "100")->nrules, 1);
+	cr_expect(find(&c, "1000")->ok);
+	const struct vm_config *b = find(&c, "101");
+	cr_expect(!b->ok);
+	cr_expect(strstr(b->err.msg, "101.usb.conf:2:"), "%s", b->err.msg);
+	/* natural order: 100 < 101 < 1000; the unnamed file sorts first */
+	cr_expect_str_eq(c.vms[1].vm, "100");
+	cr_expect_str_eq(c.vms[2].vm, "101");
+	cr_expect_str_eq(c.vms[3].vm, "1000");
+	cr_expect_str_eq(c.vms[0].vm, "");
+	cr_expect(strstr(c.vms[0].err.msg, "bad name.usb.conf"), "%s", c.vms[0].err.msg);
+	config_clear(&c);
+}
+
+Test(config_dir, distrusts_writable_or_linked_or_odd_files)
+{
+	struct config c;
+	char path[256], target[256];
+	put("100.usb.conf", "3-4\n", 0666);
+	snprintf(path, sizeof path, "%s/101.usb.conf", dir);
+	cr_assert_eq(mkdir(path, 0755), 0);
+	put("real", "3-4\n", 0644);
+	snprintf(path, sizeof path, "%s/102.usb.conf", dir);
+	snprintf(target, sizeof target, "%s/real", dir);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert(config_load_dir(dir, &c, NULL));
+	const struct vm_config *a = find(&c, "100"), *b = find(&c, "101"), *l = find(&c, "102");
+	cr_expect(!a->ok);
+	if (geteuid() == 0)
+		cr_expect(strstr(a->err.msg, "writable by group or others"), "%s", a->err.msg);
+	cr_expect(!b->ok);
+	cr_expect(!l->ok, "a symlinked config file must not be followed");
+	config_clear(&c);
+}
+
+Test(config_dir, missing_dir_is_an_error_naming_it)
+{
+	struct config c;
+	struct err e = { 0 };
+	cr_expect(!config_load_dir("/nonexistent/usbsync", &c, &e));
+	cr_expect(strstr(e.msg, "/nonexistent/usbsync"), "%s", e.msg);
+}
+
+Test(config_dir, refuses_a_group_writable_dir_as_root)
+{
+	struct config c;
+	struct err e = { 0 };
+	if (geteuid() != 0)
+		cr_skip_test("needs root");
+	cr_assert_eq(chmod(dir, 0775), 0);
+	cr_expect(!config_load_dir(dir, &c, &e));
+	cr_expect(strstr(e.msg, "writable by group or others"), "%s", e.msg);
+}
+
+Test(config_dir, add_vm_gives_an_empty_valid_entry)
+{
+	struct config c;
+	put("100.usb.conf", "3-4\n", 0644);
+	cr_assert(config_load_dir(dir, &c, NULL));
+	cr_expect_eq(config_add_vm(&c, "100"), 0);
+	long i = config_add_vm(&c, "200");
+	cr_assert_eq(i, 1);
+	cr_expect(c.vms[1].ok);
+	cr_expect_eq(c.vms[1].nrules, 0);
+	cr_expect_eq(config_add_vm(&c, "no/slash"), -1);
+	config_clear(&c);
+}
