@@ -1,0 +1,379 @@
+/* The planner, as a table of host trees, configs and guest states. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reconcile/plan.h"
+#include "reconcile/port.h"
+
+/* ---- fixtures: built from short text so each case reads as data ---- */
+
+struct fx {
+	struct usbtree tree;
+	struct config cfg;
+	struct claim claims[64];
+	struct guest_bus buses[8];
+	struct guest_dev devs[64];
+	struct vm_actual actual;
+	struct plan plan;
+};
+
+static struct fx F;
+
+static void fx_init(void) { memset(&F, 0, sizeof F); F.actual.buses = F.buses; F.actual.devs = F.devs; }
+static void fx_fini(void)
+{
+	plan_clear(&F.plan);
+	config_clear(&F.cfg);
+	free(F.tree.devs);
+}
+
+/* "3-4.1.1 046d:c52b 00 12" = port, vid:pid, class, speed */
+static void host(const char *spec)
+{
+	char port[40], speed[8];
+	unsigned vid, pid, cls;
+	cr_assert_eq(sscanf(spec, "%39s %x:%x %x %7s", port, &vid, &pid, &cls, speed), 5, "%s", spec);
+	F.tree.devs = realloc(F.tree.devs, (F.tree.n + 1) * sizeof *F.tree.devs);
+	struct usbdev *d = &F.tree.devs[F.tree.n++];
+	memset(d, 0, sizeof *d);
+	cr_assert(port_parse(port, &d->port));
+	d->vid = (uint16_t)vid, d->pid = (uint16_t)pid, d->cls = (uint8_t)cls, d->hub = cls == 9;
+	d->speed = usbtree_parse_speed(speed);
+	snprintf(d->product, sizeof d->product, "dev %s", port);
+}
+
+/* Hosts must be given in port order, as usbtree_read returns them. */
+static void blog_tree(void)
+{
+	host("1-1 8087:0a2b e0 12");
+	host("3-4 05e3:0608 09 480");
+	host("3-4.1 05e3:0608 09 480");
+	host("3-4.1.1 046d:c52b 00 12");
+	host("3-4.1.2 04d9:0169 00 1.5");
+	host("3-4.1.4 0781:5567 00 480");
+	host("3-4.4 046d:0825 ef 480");
+}
+
+static void vm(const char *name, const char *text)
+{
+	long i = config_add_vm(&F.cfg, name);
+	cr_assert_geq(i, 0);
+	struct vm_config *v = &F.cfg.vms[i];
+	v->ok = config_parse(text, strlen(text), name, v, &v->err);
+	cr_assert(v->ok, "%s", v->err.msg);
+}
+
+static struct guest_bus *bus(const char *name, enum hc_kind kind, unsigned nports)
+{
+	struct guest_bus *b = &F.buses[F.actual.nbuses++];
+	memset(b, 0, sizeof *b);
+	snprintf(b->name, sizeof b->name, "%s", name);
+	b->kind = kind;
+	b->nports = nports;
+	return b;
+}
+
+/* A guest device on bus 0 at `gport`; hostbus 0 means not usb-host. */
+static void guest(const char *id, unsigned gport, unsigned hostbus, const char *hostport)
+{
+	struct guest_dev *g = &F.devs[F.actual.ndevs++];
+	memset(g, 0, sizeof *g);
+	snprintf(g->id, sizeof g->id, "%s", id);
+	g->is_host = hostbus != 0;
+	snprintf(g->type, sizeof g->type, "%s", g->is_host ? "usb-host" : "usb-tablet");
+	g->hostbus = hostbus;
+	snprintf(g->hostport, sizeof g->hostport, "%s", hostport ? hostport : "");
+	if (gport) {
+		snprintf(g->guest_port, sizeof g->guest_port, "%u", gport);
+		F.buses[0].used[gport] = true;
+	}
+}
+
+static void plan_for(const char *name)
+{
+	struct err e = { 0 };
+	plan_clear(&F.plan);
+	for (size_t k = 1; k < F.tree.n; k++)
+		cr_assert_lt(port_cmp(&F.tree.devs[k - 1].port, &F.tree.devs[k].port), 0, "fixture out of order");
+	plan_claims(&F.cfg, &F.tree, F.claims);
+	long i = config_find(&F.cfg, name);
+	cr_assert_geq(i, 0);
+	cr_assert(plan_vm(&F.cfg, (size_t)i, &F.tree, F.claims, &F.actual, &F.plan, &e), "%s", e.msg);
+}
+
+/* The plan as one line: "del usbhost3-4.1.4; add usbhost3-4.4@xhci.0:4; =usbhost..." */
+static const char *summary(void)
+{
+	static char buf[2048];
+	size_t len = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < F.plan.n; i++) {
+		const struct plan_item *it = &F.plan.items[i];
+		int w;
+		if (it->op == OP_ADD)
+			w = snprintf(buf + len, sizeof buf - len, "%sadd %s@%s:%u", len ? "; " : "", it->id,
+				     it->bus, it->guest_port);
+		else
+			w = snprintf(buf + len, sizeof buf - len, "%s%s %s", len ? "; " : "",
+				     it->op == OP_DEL ? "del" : plan_state_name(it->state), it->id);
+		len += (size_t)w;
+	}
+	return buf;
+}
+
+static const struct plan_item *item(const char *id)
+{
+	for (size_t i = 0; i < F.plan.n; i++)
+		if (strcmp(F.plan.items[i].id, id) == 0)
+			return &F.plan.items[i];
+	cr_assert_fail("no item %s in: %s", id, summary());
+	return NULL;
+}
+
+TestSuite(plan, .init = fx_init, .fini = fx_fini);
+
+Test(plan, fresh_vm_gets_every_device_behind_the_hubs_from_the_top_port_down)
+{
+	blog_tree();
+	vm("100", "port 3-4\n");
+	bus("xhci.0", HC_XHCI, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:4; add usbhost3-4.1.2@xhci.0:3; "
+				    "add usbhost3-4.1.4@xhci.0:2; add usbhost3-4.4@xhci.0:1");
+	cr_expect_eq(plan_changes(&F.plan), 4);
+}
+
+Test(plan, in_sync_vm_changes_nothing)
+{
+	blog_tree();
+	vm("100", "port 3-4.1\n");
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usbhost3-4.1.1", 4, 3, "4.1.1");
+	guest("usbhost3-4.1.2", 3, 3, "4.1.2");
+	guest("usbhost3-4.1.4", 2, 3, "4.1.4");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "attached usbhost3-4.1.1; attached usbhost3-4.1.2; attached usbhost3-4.1.4");
+	cr_expect_eq(plan_changes(&F.plan), 0);
+}
+
+Test(plan, unplugged_device_is_removed_and_its_port_reused)
+{
+	host("3-4.1.1 046d:c52b 00 12");
+	host("3-4.1.2 04d9:0169 00 1.5");
+	vm("100", "port 3-4\n");
+	bus("xhci.0", HC_XHCI, 1);
+	guest("usbhost3-4.1.4", 1, 3, "4.1.4");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost3-4.1.4; add usbhost3-4.1.1@xhci.0:1; missing usbhost3-4.1.2");
+	cr_expect_str_eq(item("usbhost3-4.1.4")->why, "device unplugged");
+	cr_expect(item("usbhost3-4.1.2")->error);
+	cr_expect(strstr(item("usbhost3-4.1.2")->why, "no free port"));
+}
+
+Test(plan, device_moving_between_vms_is_removed_from_one_and_added_to_the_other)
+{
+	blog_tree();
+	vm("100", "port 3-4.1\n");
+	vm("101", "port 3-4.4\n");
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usbhost3-4.4", 1, 3, "4.4");
+	plan_for("100");
+	cr_expect_eq(item("usbhost3-4.4")->op, OP_DEL);
+	cr_expect_str_eq(item("usbhost3-4.4")->why, "wanted by vm 101");
+	F.actual.ndevs = 0;
+	memset(F.buses[0].used, 0, sizeof F.buses[0].used);
+	plan_for("101");
+	cr_expect_str_eq(summary(), "add usbhost3-4.4@xhci.0:4");
+}
+
+Test(plan, conflict_changes_nothing_anywhere_and_is_reported)
+{
+	blog_tree();
+	vm("100", "port 3-4\n");
+	vm("101", "device 046d:0825\n");
+	bus("xhci.0", HC_XHCI, 8);
+	guest("usbhost3-4.4", 8, 3, "4.4");
+	plan_for("100");
+	const struct plan_item *c = item("usbhost3-4.4");
+	cr_expect_eq(c->state, ITEM_CONFLICT);
+	cr_expect_eq(c->op, OP_NONE);
+	cr_expect(strstr(c->why, "100, 101"), "%s", c->why);
+	cr_expect_eq(plan_changes(&F.plan), 3, "the other three still attach: %s", summary());
+	F.actual.ndevs = 0;
+	plan_for("101");
+	cr_expect_str_eq(summary(), "conflict usbhost3-4.4");
+	cr_expect_eq(F.claims[6].kind, CLAIM_CONFLICT);
+}
+
+Test(plan, excluded_device_is_never_added_and_removed_if_present)
+{
+	blog_tree();
+	vm("100", "port 3-4\nexclude port 3-4.1.4\n");
+	bus("xhci.0", HC_XHCI, 8);
+	guest("usbhost3-4.1.4", 8, 3, "4.1.4");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost3-4.1.4; add usbhost3-4.1.1@xhci.0:8; "
+				    "add usbhost3-4.1.2@xhci.0:7; add usbhost3-4.4@xhci.0:6");
+	cr_expect_str_eq(item("usbhost3-4.1.4")->why, "excluded by this VM's config");
+	cr_expect_eq(F.claims[5].kind, CLAIM_EXCLUDED);
+}
+
+Test(plan, managed_device_whose_host_port_contradicts_its_id_is_replaced)
+{
+	blog_tree();
+	vm("100", "port 3-4.1.1\n");
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usbhost3-4.1.1", 4, 3, "4.1.2");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost3-4.1.1; add usbhost3-4.1.1@xhci.0:4");
+	cr_expect(strstr(F.plan.items[0].why, "contradict its id"));
+}
+
+Test(plan, managed_lookalikes_are_removed_and_foreign_devices_untouched)
+{
+	blog_tree();
+	vm("100", "port 9-9\n");
+	bus("xhci.0", HC_XHCI, 8);
+	guest("usbhostfoo", 8, 3, "4.4");
+	guest("usbhost3-4.4", 7, 0, NULL); /* a managed id on a tablet */
+	guest("usb0", 1, 3, "4.1.1");      /* Proxmox's own */
+	guest("tablet", 2, 0, NULL);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost3-4.4; del usbhostfoo");
+	cr_expect_str_eq(item("usbhostfoo")->why, "its id names no port path");
+	cr_expect(strstr(item("usbhost3-4.4")->why, "not usb-host"));
+}
+
+Test(plan, unmanaged_usb_host_on_the_same_port_means_skip_not_double)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usb0", 1, 3, "4.4");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "skipped usbhost3-4.4");
+	cr_expect(strstr(F.plan.items[0].why, "'usb0'"));
+	cr_expect_eq(plan_changes(&F.plan), 0);
+}
+
+Test(plan, vm_without_usb_controller_gets_an_error_saying_what_to_add)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	plan_for("100");
+	cr_expect(F.plan.items[0].error);
+	cr_expect(strstr(F.plan.items[0].why, "qemu-xhci"), "%s", F.plan.items[0].why);
+	cr_expect_eq(plan_changes(&F.plan), 0);
+}
+
+Test(plan, proxmox_low_ports_stay_free_for_its_own_devices)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n3-4.1.1\n");
+	bus("xhci.0", HC_XHCI, 15);
+	guest("usb0", 1, 0, NULL);
+	guest("usb1", 2, 0, NULL);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:15; add usbhost3-4.4@xhci.0:14");
+}
+
+Test(plan, prefers_xhci_else_the_bus_that_fits_the_speed)
+{
+	blog_tree();
+	vm("100", "port 3-4\n");
+	bus("uhci.0", HC_UHCI, 2);
+	bus("ehci.0", HC_EHCI, 6);
+	plan_for("100");
+	cr_expect_str_eq(item("usbhost3-4.1.1")->bus, "uhci.0");
+	cr_expect_str_eq(item("usbhost3-4.1.2")->bus, "uhci.0");
+	cr_expect_str_eq(item("usbhost3-4.1.4")->bus, "ehci.0");
+	cr_expect_str_eq(item("usbhost3-4.4")->bus, "ehci.0");
+	bus("xhci.0", HC_XHCI, 4);
+	plan_for("100");
+	for (size_t i = 0; i < F.plan.n; i++)
+		cr_expect_str_eq(F.plan.items[i].bus, "xhci.0");
+}
+
+Test(plan, full_speed_bus_full_falls_back_to_another_that_works)
+{
+	blog_tree();
+	vm("100", "port 3-4.1.1\n");
+	bus("uhci.0", HC_UHCI, 0);
+	bus("ehci.0", HC_EHCI, 6);
+	bus("ohci.0", HC_OHCI, 3);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@ohci.0:3");
+}
+
+Test(plan, broken_config_leaves_the_vm_exactly_as_it_is)
+{
+	blog_tree();
+	vm("100", "port 3-4\n");
+	F.cfg.vms[0].ok = false;
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usbhost3-4.4", 1, 3, "4.4");
+	guest("usbhost9-9", 2, 9, "9");
+	plan_for("100");
+	cr_expect_eq(F.plan.n, 0);
+}
+
+Test(plan, vm_that_wants_nothing_loses_every_managed_device)
+{
+	blog_tree();
+	vm("100", "");
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usbhost3-4.4", 1, 3, "4.4");
+	guest("usbhost1-1", 2, 1, "1");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost1-1; del usbhost3-4.4");
+	cr_expect_str_eq(item("usbhost1-1")->why, "no rule of this VM matches it");
+}
+
+Test(plan, device_rule_matches_wherever_it_is_plugged_but_never_a_hub)
+{
+	blog_tree();
+	vm("100", "device 8087:0a2b\ndevice 05e3:0608\n");
+	bus("xhci.0", HC_XHCI, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost1-1@xhci.0:4");
+	cr_expect_eq(F.claims[1].kind, CLAIM_HUB);
+}
+
+Test(plan, multi_digit_buses_and_ports_do_not_match_by_prefix)
+{
+	host("1-1 2109:0817 09 5000");
+	host("1-1.3.2 0bda:8153 00 5000");
+	host("1-10 1111:2222 00 12");
+	host("1-11 1111:3333 00 12");
+	host("10-1.1 0403:6001 00 12");
+	host("10-1.12 10c4:ea60 00 12");
+	vm("100", "port 1-1\nport 10-1.12\n");
+	bus("xhci.0", HC_XHCI, 15);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost1-1.3.2@xhci.0:15; add usbhost10-1.12@xhci.0:14");
+}
+
+Test(plan, managed_device_without_a_port_on_the_guest_frees_nothing)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	bus("xhci.0", HC_XHCI, 1);
+	guest("usbhost1-1", 0, 1, "1");
+	F.buses[0].used[1] = true;
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost1-1; missing usbhost3-4.4");
+}
+
+Test(plan, free_port_search_goes_down_and_stops_at_one)
+{
+	struct guest_bus b = { .nports = 4 };
+	b.used[4] = b.used[2] = true;
+	cr_expect_eq(plan_free_port(&b, 5), 3);
+	cr_expect_eq(plan_free_port(&b, 3), 1);
+	cr_expect_eq(plan_free_port(&b, 1), 0);
+	cr_expect_eq(plan_free_port(&b, 200), 3);
+	b.nports = 0;
+	cr_expect_eq(plan_free_port(&b, 200), 0);
+}
