@@ -1,0 +1,147 @@
+/* The libudev wall, against umockdev trees (run under umockdev-wrapper). */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <umockdev.h>
+
+#include "reconcile/port.h"
+#include "reconcile/usbtree.h"
+
+static UMockdevTestbed *bed;
+static struct usbtree tree;
+
+static void load(const char *name)
+{
+	char path[256];
+	GError *error = NULL;
+
+	if (!umockdev_in_mock_environment())
+		cr_skip_test("run under umockdev-wrapper");
+	bed = umockdev_testbed_new();
+	snprintf(path, sizeof path, "tests/trees/%s.umockdev", name);
+	cr_assert(umockdev_testbed_add_from_file(bed, path, &error), "%s: %s", path,
+		  error ? error->message : "?");
+	struct err e = { 0 };
+	cr_assert(usbtree_read(&tree, &e), "%s", e.msg);
+}
+
+static void fini(void)
+{
+	usbtree_clear(&tree);
+	if (bed)
+		g_object_unref(bed);
+}
+
+static const char *ports(void)
+{
+	static char buf[1024];
+	size_t len = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < tree.n; i++) {
+		char p[PORT_STR_MAX];
+		len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s%s", i ? " " : "",
+					port_format(&tree.devs[i].port, p, sizeof p),
+					tree.devs[i].hub ? "(hub)" : "");
+	}
+	return buf;
+}
+
+static const struct usbdev *at(const char *s)
+{
+	struct port p;
+	cr_assert(port_parse(s, &p));
+	const struct usbdev *d = usbtree_find(&tree, &p);
+	cr_assert_not_null(d, "no device at %s in %s", s, ports());
+	return d;
+}
+
+TestSuite(usbtree, .fini = fini);
+
+Test(usbtree, lists_devices_in_port_order_without_root_hubs_or_interfaces)
+{
+	load("blog");
+	cr_expect_str_eq(ports(), "1-1 1-2 3-4(hub) 3-4.1(hub) 3-4.1.1 3-4.1.2 3-4.1.4 3-4.4");
+	const struct usbdev *k = at("3-4.1.2");
+	cr_expect_eq(k->vid, 0x04d9);
+	cr_expect_eq(k->pid, 0x0169);
+	cr_expect_eq(k->speed, SPEED_LOW);
+	cr_expect_str_eq(k->product, "USB Keyboard");
+	cr_expect_eq(at("3-4.1.4")->speed, SPEED_HIGH);
+	cr_expect_eq(at("3-4.4")->cls, 0xef);
+	cr_expect_str_eq(at("1-1")->product, "", "a missing product reads as empty");
+}
+
+Test(usbtree, reads_multi_digit_buses_and_ports)
+{
+	load("multidigit");
+	cr_expect_str_eq(ports(), "1-1(hub) 1-1.3(hub) 1-1.3.2 1-10 1-11 10-1(hub) 10-1.1 10-1.2 10-1.12");
+	cr_expect_eq(at("1-1.3.2")->speed, SPEED_SUPER);
+	cr_expect_eq(at("10-1.12")->vid, 0x10c4);
+}
+
+Test(usbtree, follows_the_deepest_hub_chain)
+{
+	load("deep");
+	const struct usbdev *d = at("2-1.1.1.1.1.1.1");
+	cr_expect_eq(d->port.depth, 7);
+	cr_expect(!d->hub);
+}
+
+Test(usbtree, keeps_hostile_strings_byte_exact_and_reads_bad_ids_as_zero)
+{
+	load("hostile");
+	const struct usbdev *d = at("5-1");
+	cr_expect_str_eq(d->product, "Evil \"quoted\" back\\slash\nline2 \x1b[31mRED\x1b[0m ff:\xff c3:\xc3 end");
+	cr_expect_str_eq(at("5-2")->product, "");
+	cr_expect_str_eq(at("5-2")->manufacturer, "");
+	cr_expect_eq(at("5-3")->vid, 0, "a malformed idVendor must not become a number");
+}
+
+/* ---- the pure reader ---- */
+
+static const char *table_get(void *ctx, const char *attr)
+{
+	const char *const *kv = ctx;
+	for (; kv[0]; kv += 2)
+		if (strcmp(kv[0], attr) == 0)
+			return kv[1];
+	return NULL;
+}
+
+Test(usbtree_parse, refuses_names_that_are_not_ports_and_contradicting_busnum)
+{
+	const char *attrs[] = { "busnum", "4", NULL };
+	const char *fine[] = { "busnum", "003", "idVendor", "046D", "idProduct", "c52b",
+			       "bDeviceClass", "09", "speed", "480", NULL };
+	struct usbdev d;
+	struct err e = { 0 };
+	cr_expect(!usbtree_parse_device("usb3", table_get, attrs, &d, &e));
+	cr_expect(!usbtree_parse_device("3-4:1.0", table_get, attrs, &d, &e));
+	cr_expect(!usbtree_parse_device("3-4", table_get, attrs, &d, &e));
+	cr_expect(strstr(e.msg, "contradicts"), "%s", e.msg);
+	cr_assert(usbtree_parse_device("3-4", table_get, fine, &d, &e), "%s", e.msg);
+	cr_expect(d.hub);
+	cr_expect_eq(d.vid, 0x046d);
+	cr_expect_eq(d.speed, SPEED_HIGH);
+}
+
+Test(usbtree_parse, missing_attributes_read_as_unknown)
+{
+	const char *none[] = { NULL };
+	struct usbdev d;
+	cr_assert(usbtree_parse_device("7-1.2", table_get, none, &d, NULL));
+	cr_expect_eq(d.vid, 0);
+	cr_expect_eq(d.speed, SPEED_UNKNOWN);
+	cr_expect(!d.hub);
+	cr_expect_str_eq(d.product, "");
+}
+
+Test(usbtree_parse, truncates_overlong_strings)
+{
+	char big[1000];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	const char *attrs[] = { "product", big, NULL };
+	struct usbdev d;
+	cr_assert(usbtree_parse_device("7-1", table_get, attrs, &d, NULL));
+	cr_expect_eq(strlen(d.product), USB_STR_MAX - 1);
+}
