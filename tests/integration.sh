@@ -1,0 +1,429 @@
+#!/bin/bash
+# Integration tests: the real usbsync binary against real paused QEMU VMs
+# and fake host USB trees (umockdev).  Every test runs in a subshell on its
+# own temp dir and kills the VMs it started, by pid, whatever happens.
+#
+#   tests/integration.sh build/usbsync [TEST_NAME_PATTERN]
+set -u
+
+BIN=$(realpath "$1")
+PATTERN=${2:-}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+PEEK=$TOP/tests/qmp-peek
+TREES=$TOP/tests/trees
+ROOT=$(mktemp -d /tmp/usbsync-it.XXXXXX)
+trap 'rm -rf "$ROOT"' EXIT
+
+# ---- helpers (used inside a test's subshell) --------------------------------
+
+fail() { echo "    FAIL: $*" >&2; exit 1; }
+
+setup() {
+	T=$ROOT/$1
+	mkdir -p "$T/cfg" "$T/qmp"
+	chmod 700 "$T/cfg"
+	export USBSYNC_CONFIG_DIR=$T/cfg USBSYNC_QMP_DIR=$T/qmp USBSYNC_DB=$T/db/history.db
+	export USBSYNC_TIMEOUT=5
+	unset ACTION DEVPATH
+	TREE=$TREES/blog.umockdev
+	VMPIDS=""
+	trap 'for p in $VMPIDS; do kill "$p" 2>/dev/null; done' EXIT
+}
+
+# vm_start NAME [qemu -device args...]; default: one qemu-xhci with id xhci
+vm_start() {
+	local name=$1; shift
+	[ $# -gt 0 ] || set -- -device qemu-xhci,id=xhci
+	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 "$@" \
+		-qmp "unix:$T/qmp/$name.qmp,server=on,wait=off" \
+		-daemonize -pidfile "$T/$name.pid" >/dev/null || fail "qemu $name did not start"
+	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
+}
+
+vm_stop() {
+	local pid
+	pid=$(cat "$T/$1.pid")
+	kill "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+	fail "qemu $1 (pid $pid) did not stop"
+}
+
+conf() { printf '%s\n' "$2" > "$T/cfg/$1.usb.conf"; }
+
+# us ARGS...: run usbsync under the fake tree; output in $OUT/$ERR, status in $RC
+us() {
+	umockdev-run -d "$TREE" -- "$BIN" "$@" > "$T/out" 2> "$T/err"
+	RC=$?
+	OUT=$(cat "$T/out")
+	ERR=$(cat "$T/err")
+}
+
+# usb VM: the VM's usb-host devices as QEMU reports them, "id hostbus hostport bus port"
+usb() { "$PEEK" "$T/qmp/$1.qmp" usb || fail "qmp-peek $1 failed"; }
+usb_ids() { usb "$1" | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//'; }
+qmp_run() { "$PEEK" "$T/qmp/$1.qmp" run "${@:2}" > /dev/null || fail "qmp run on $1 failed"; }
+
+expect_rc() { [ "$RC" = "$1" ] || fail "exit $RC, expected $1; stdout: $OUT; stderr: $ERR"; }
+expect_eq() { [ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"; }
+expect_in() { case "$1" in *"$2"*) ;; *) fail "$3: '$2' not in: $1" ;; esac; }
+expect_not_in() { case "$1" in *"$2"*) fail "$3: '$2' unexpectedly in: $1" ;; esac; }
+
+# tree_without PORT...: the current tree minus those devices and all below them
+tree_without() {
+	local out=$T/tree-$RANDOM.umockdev
+	awk -v drop="$*" '
+		BEGIN { n = split(drop, d, " "); RS = ""; ORS = "\n\n" }
+		{
+			split($0, lines, "\n"); path = lines[1]; sub(/^P: /, "", path)
+			k = split(path, comp, "/"); keep = 1
+			for (i = 1; i <= k; i++) for (j = 1; j <= n; j++) {
+				c = comp[i]; sub(/:.*/, "", c)
+				if (c == d[j]) keep = 0
+			}
+			if (keep) print
+		}' "$TREE" > "$out"
+	TREE=$out
+}
+
+history_json() { "$BIN" history --json "$@"; }
+
+# ---- tests -------------------------------------------------------------------
+
+test_blog_hub_tree_attaches_all_four_devices_at_once() {
+	vm_start 100
+	conf 100 "3-4"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb 100)" "usbhost3-4.1.1 3 4.1.1 xhci.0 4
+usbhost3-4.1.2 3 4.1.2 xhci.0 3
+usbhost3-4.1.4 3 4.1.4 xhci.0 2
+usbhost3-4.4 3 4.4 xhci.0 1" "devices in vm 100"
+	expect_in "$OUT" "add  3-4.1.1" "report"
+}
+
+test_second_run_is_a_noop() {
+	vm_start 100
+	conf 100 "port 3-4.1"
+	us reconcile; expect_rc 0
+	local runs before
+	before=$(usb 100)
+	runs=$(history_json | grep -o '"run":' | wc -l)
+	us reconcile
+	expect_rc 0
+	expect_in "$OUT" "in sync" "second run"
+	expect_eq "$(usb 100)" "$before" "devices after second run"
+	expect_eq "$(history_json | grep -o '"run":' | wc -l)" "$runs" "history rows after a no-op run"
+	us reconcile --check; expect_rc 0
+}
+
+test_unplugged_device_is_removed_on_next_run() {
+	vm_start 100
+	conf 100 "3-4"
+	us reconcile; expect_rc 0
+	tree_without 3-4.1.4
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.4" "after unplug"
+	expect_in "$OUT" "device unplugged" "reason"
+}
+
+test_unplugging_a_whole_hub_removes_everything_behind_it() {
+	vm_start 100
+	conf 100 "3-4"
+	us reconcile; expect_rc 0
+	tree_without 3-4.1
+	us reconcile; expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "after hub unplug"
+}
+
+test_device_moves_between_two_vms() {
+	vm_start 100
+	vm_start 101
+	conf 100 "3-4"
+	conf 101 "1-1"
+	us reconcile; expect_rc 0
+	expect_in "$(usb_ids 100)" "usbhost3-4.4" "before move"
+	conf 100 $'3-4\nexclude port 3-4.4'
+	conf 101 $'1-1\n3-4.4'
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "vm 100 after move"
+	expect_eq "$(usb_ids 101)" "usbhost1-1 usbhost3-4.4" "vm 101 after move"
+	# the removal is reported before the addition
+	local del add
+	del=$(grep -n "del  3-4.4" "$T/out" | cut -d: -f1)
+	add=$(grep -n "101  add  3-4.4" "$T/out" | cut -d: -f1)
+	[ -n "$del" ] && [ -n "$add" ] && [ "$del" -lt "$add" ] || fail "del not before add: $OUT"
+}
+
+test_conflict_changes_nothing_and_exits_2() {
+	vm_start 100
+	vm_start 101
+	conf 100 "3-4.4"
+	us reconcile; expect_rc 0
+	conf 101 "device 046d:0825"
+	conf 100 $'3-4.4\n1-1'
+	us reconcile
+	expect_rc 2
+	expect_eq "$(usb_ids 100)" "usbhost1-1 usbhost3-4.4" "conflicted device stays where it was"
+	expect_eq "$(usb_ids 101)" "" "nothing added to vm 101"
+	expect_in "$OUT" "wanted by vms 100, 101" "conflict report"
+	us reconcile
+	expect_rc 2
+	expect_in "$OUT" "conflict" "reported on every run"
+}
+
+test_excluded_device_is_not_attached() {
+	vm_start 100
+	conf 100 $'port 3-4\nexclude port 3-4.1.4\nexclude device 046d:0825'
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2" "excluded devices absent"
+}
+
+test_missing_socket_is_not_running_not_an_error() {
+	vm_start 100
+	conf 100 "3-4.4"
+	conf 102 "3-4.1"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "running vm reconciled"
+	us status
+	expect_in "$OUT" "vm 102: not running" "status"
+	# a socket file nobody listens on: QEMU died
+	vm_start 103
+	conf 103 "1-1"
+	kill -9 "$(cat "$T/103.pid")"
+	sleep 0.2
+	us reconcile
+	expect_rc 0
+	us status
+	expect_in "$OUT" "vm 103: not running" "dead qemu"
+}
+
+test_config_syntax_error_leaves_that_vm_alone_and_reconciles_others() {
+	vm_start 100
+	vm_start 101
+	conf 100 "3-4.1"
+	conf 101 "3-4.4"
+	us reconcile; expect_rc 0
+	conf 100 $'3-4.1\nprot 3-4.4'
+	conf 101 $'3-4.4\n1-1'
+	tree_without 3-4.1.1
+	us reconcile
+	expect_rc 2
+	expect_in "$ERR" "100.usb.conf:2: expected" "error names file and line"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "broken vm untouched, even its unplugged device"
+	expect_eq "$(usb_ids 101)" "usbhost1-1 usbhost3-4.4" "other vm reconciled"
+}
+
+test_dry_run_changes_nothing_and_check_reports_drift() {
+	vm_start 100
+	conf 100 "3-4.1"
+	us reconcile --dry-run
+	expect_rc 0
+	expect_in "$OUT" "planned" "dry run shows the plan"
+	expect_in "$OUT" "3 changes pending" "dry run summary"
+	expect_eq "$(usb_ids 100)" "" "dry run added nothing"
+	us reconcile --check
+	expect_rc 3
+	us reconcile --dry-run --json
+	expect_in "$OUT" '"dry_run":true' "json"
+	expect_in "$OUT" '"result":"planned"' "json plan"
+	local applied
+	applied=$(history_json | grep -c '"result":"ok"')
+	expect_eq "$applied" "0" "nothing stored as applied"
+	us reconcile; expect_rc 0
+	us reconcile --check; expect_rc 0
+}
+
+test_history_records_changes_and_filters() {
+	vm_start 100
+	conf 100 "3-4"
+	ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4 us reconcile
+	expect_rc 0
+	local h
+	h=$(history_json)
+	expect_eq "$(echo "$h" | grep -o '"op":"add"' | wc -l)" "4" "four adds recorded"
+	expect_in "$h" '"trigger":"udev","action":"add","devpath":"/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4"' "udev trigger"
+	expect_in "$h" '"vidpid":"046d:c52b","product":"USB Receiver","result":"ok"' "device details"
+	tree_without 3-4.1.2
+	us reconcile --trigger timer; expect_rc 0
+	h=$(history_json --limit 1)
+	expect_in "$h" '"trigger":"timer"' "newest first"
+	expect_in "$h" '"op":"del","port":"3-4.1.2"' "removal recorded"
+	expect_eq "$(history_json --port 3-4.1 | grep -o '"op"' | wc -l)" "4" "port filter is by component"
+	expect_eq "$(history_json --device 04D9:0169 | grep -o '"op"' | wc -l)" "2" "device filter"
+	expect_eq "$(history_json --vm 999 | tr -d '\n')" "[]" "vm filter"
+	expect_eq "$(history_json --since 1h | grep -o '"op"' | wc -l)" "5" "since"
+	expect_eq "$(history_json --until 2000-01-01 | tr -d '\n')" "[]" "until"
+	"$BIN" history > "$T/h.txt" || fail "history failed"
+	expect_in "$(cat "$T/h.txt")" "last run:" "last run time"
+	"$BIN" history --since yesterday > /dev/null 2>&1 && fail "bad --since accepted"
+	return 0
+}
+
+test_multi_digit_buses_match_by_component() {
+	TREE=$TREES/multidigit.umockdev
+	vm_start 100 -device qemu-xhci,id=xhci,p2=8,p3=8
+	conf 100 $'port 1-1\nport 10-1.1'
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost1-1.3.2 usbhost10-1.1" "only whole-component matches"
+}
+
+test_deep_hub_chain_is_followed() {
+	TREE=$TREES/deep.umockdev
+	vm_start 100 -device qemu-xhci,id=xhci,p2=15,p3=15
+	conf 100 "2-1.1.1.1"
+	us reconcile
+	expect_rc 0
+	expect_in "$(usb_ids 100)" "usbhost2-1.1.1.1.1.1.1" "deepest device"
+	expect_not_in "$(usb_ids 100)" "usbhost2-1.2" "outside the port"
+}
+
+test_busy_monitor_times_out_and_other_vms_are_still_reconciled() {
+	vm_start 100
+	vm_start 101
+	conf 100 "3-4.4"
+	conf 101 "1-1"
+	"$PEEK" "$T/qmp/100.qmp" hold 20 > "$T/hold" &
+	local holder=$!
+	for _ in $(seq 100); do grep -q holding "$T/hold" && break; sleep 0.05; done
+	local start end
+	start=$(date +%s%N)
+	USBSYNC_TIMEOUT=1 us reconcile
+	end=$(date +%s%N)
+	kill $holder 2>/dev/null; wait $holder 2>/dev/null
+	expect_rc 1
+	expect_in "$ERR" "vm 100" "error names the vm"
+	expect_in "$ERR" "100.qmp" "error names the socket"
+	[ $(( (end - start) / 1000000 )) -lt 4000 ] || fail "took $(( (end - start) / 1000000 )) ms"
+	expect_eq "$(usb_ids 101)" "usbhost1-1" "other vm reconciled"
+	expect_in "$(history_json)" '"vm":"100","op":"error"' "timeout recorded"
+}
+
+test_foreign_usb_host_on_the_same_port_is_skipped() {
+	vm_start 100
+	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"usb-host","id":"usb0","bus":"xhci.0","port":"1","hostbus":3,"hostport":"4.4"}}'
+	conf 100 "3-4.4"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usb0" "not doubled"
+	expect_in "$OUT" "already passed through by 'usb0'" "reported"
+}
+
+test_proxmox_style_controller_fills_ports_from_the_top() {
+	vm_start 100 -device qemu-xhci,p2=15,p3=15,id=xhci -device usb-tablet,id=tablet,bus=xhci.0,port=1
+	conf 100 "3-4.1"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb 100 | cut -d' ' -f1,5 | tr '\n' ' ')" "usbhost3-4.1.1 15 usbhost3-4.1.2 14 usbhost3-4.1.4 13 " "ports"
+}
+
+test_adds_retry_a_lower_port_when_qemu_placed_a_device_itself() {
+	# a tablet without port= sits on port 1 of 1 but reports no port
+	vm_start 100 -device qemu-xhci,id=xhci,p2=2,p3=2 -device usb-tablet,id=tablet,bus=xhci.0
+	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"usb-kbd","id":"kbd","bus":"xhci.0"}}'
+	conf 100 "3-4.4"
+	us reconcile
+	expect_rc 1
+	expect_in "$OUT$ERR" "usbhost3-4.4" "failure names the device"
+	vm_stop 100
+	vm_start 100 -device qemu-xhci,id=xhci,p2=3,p3=3 -device usb-tablet,id=tablet,bus=xhci.0
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "added on a free port"
+}
+
+test_vm_without_usb_controller_is_told_what_to_add() {
+	vm_start 100 -device virtio-rng-pci
+	conf 100 "3-4.4"
+	us reconcile
+	expect_rc 1
+	expect_in "$OUT" "qemu-xhci" "advice"
+}
+
+test_hook_post_start_reconciles_that_vm_only() {
+	vm_start 100
+	vm_start 101
+	conf 100 "3-4.4"
+	conf 101 "1-1"
+	us hook 100 pre-start; expect_rc 0
+	expect_eq "$(usb_ids 100)" "" "pre-start does nothing"
+	us hook 100 post-start
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "post-start attaches"
+	expect_eq "$(usb_ids 101)" "" "other vm untouched"
+	expect_in "$(history_json)" '"trigger":"hook"' "trigger"
+}
+
+test_unwritable_history_still_reconciles() {
+	vm_start 100
+	conf 100 "3-4.4"
+	mkdir -p "$T/db"
+	printf 'this is not a database, and it must survive' > "$T/db/history.db"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "reconciled anyway"
+	expect_in "$ERR" "warning: history" "warning"
+	expect_eq "$(cat "$T/db/history.db")" "this is not a database, and it must survive" "file untouched"
+}
+
+test_hostile_device_strings_are_escaped_and_json_stays_valid() {
+	TREE=$TREES/hostile.umockdev
+	vm_start 100
+	conf 100 "5-1"
+	us reconcile --dry-run
+	expect_rc 0
+	expect_in "$OUT" 'Evil \"quoted\" back\\slash\nline2 \x1b[31mRED' "escaped"
+	case "$OUT" in *$'\x1b'*) fail "raw escape reached the terminal" ;; esac
+	us status --json
+	echo "$OUT" | python3 -c 'import json,sys; json.load(sys.stdin)' || fail "status --json is not JSON: $OUT"
+	us reconcile
+	history_json | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r[0]["product"].startswith("Evil \"quoted\"")' \
+		|| fail "history json"
+}
+
+test_status_shows_each_state() {
+	vm_start 100
+	conf 100 $'3-4.1\nexclude port 3-4.1.4'
+	us reconcile; expect_rc 0
+	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"usb-host","id":"usbhost9-9","bus":"xhci.0","port":"1","hostbus":9,"hostport":"9"}}'
+	us status
+	expect_rc 0
+	expect_in "$OUT" "vm 100: running, 1 change pending" "summary"
+	expect_in "$OUT" "attached" "attached"
+	expect_in "$OUT" "would remove: device unplugged" "stale"
+	us status --json
+	expect_in "$OUT" '"state":"stale"' "json stale"
+}
+
+test_bad_global_options_and_env_are_usage_errors() {
+	USBSYNC_TIMEOUT=abc us reconcile; expect_rc 2
+	us --timeout 0 reconcile; expect_rc 2
+	us reconcile --vm '../etc'; expect_rc 2
+	us frobnicate; expect_rc 2
+	us reconcile --config-dir "$T/nonexistent"; expect_rc 2
+	expect_in "$ERR" "$T/nonexistent" "names the dir"
+}
+
+# ---- runner ------------------------------------------------------------------
+
+passed=0 failed=0 failures=""
+for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
+	[ -z "$PATTERN" ] || [[ $t == *$PATTERN* ]] || continue
+	name=${t#test_}
+	if ( setup "$name"; "$t" ) ; then
+		echo "PASS $name"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $name"
+		failed=$((failed + 1))
+		failures="$failures $name"
+	fi
+done
+echo
+[ -z "$failures" ] || echo "failed:$failures"
+echo "integration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
