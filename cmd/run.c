@@ -270,45 +270,78 @@ static int64_t now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-struct events {
-	struct store_event *ev;
-	size_t n, cap;
-	char (*text)[3][PORT_STR_MAX]; /* port, vidpid scratch per event */
+struct ev_text {
+	char port[PORT_STR_MAX];
+	char vidpid[10];
+	char product[USB_STR_MAX];
 };
 
+struct events {
+	struct store *db;       /* for what a removed device was; may be NULL */
+	struct store_event *ev;
+	struct ev_text *text;   /* scratch strings, one per event */
+	size_t n, cap;
+};
+
+/* The arrays are sized once (see run_record): events point into text, so
+ * text must never move. */
 static struct store_event *add_event(struct events *x)
 {
-	if (x->n == x->cap) {
-		size_t cap = x->cap ? x->cap * 2 : 16;
-		struct store_event *e = realloc(x->ev, cap * sizeof *e);
-		char (*t)[3][PORT_STR_MAX] = e ? realloc(x->text, cap * sizeof *t) : NULL;
-		if (e)
-			x->ev = e;
-		if (!t)
-			return NULL;
-		x->text = t;
-		x->cap = cap;
-	}
+	if (x->n == x->cap)
+		return NULL;
 	memset(&x->ev[x->n], 0, sizeof x->ev[x->n]);
 	return &x->ev[x->n++];
+}
+
+struct last_seen {
+	const char *port;
+	struct ev_text *t;
+	bool found;
+};
+
+static bool take_last_seen(const struct store_row *row, void *arg)
+{
+	struct last_seen *ls = arg;
+
+	if (!row->port || strcmp(row->port, ls->port) != 0 || !row->vidpid)
+		return true;
+	snprintf(ls->t->vidpid, sizeof ls->t->vidpid, "%s", row->vidpid);
+	snprintf(ls->t->product, sizeof ls->t->product, "%s", row->product ? row->product : "");
+	ls->found = true;
+	return false;
+}
+
+/* A device removed because it was unplugged is no longer in sysfs: name
+ * it as history last saw it on that port of that VM. */
+static void recall_device(struct events *x, struct store_event *ev, struct ev_text *t)
+{
+	struct last_seen ls = { .port = ev->port, .t = t };
+	struct store_query q = { .vm = ev->vm, .port = ev->port, .limit = 50 };
+
+	if (!x->db || !ev->port || !store_history(x->db, &q, take_last_seen, &ls, NULL) || !ls.found)
+		return;
+	ev->vidpid = t->vidpid;
+	ev->product = t->product;
 }
 
 static bool item_event(struct events *x, const char *vm, const struct plan_item *it,
 		       const struct item_result *res, bool dry_run)
 {
 	struct store_event *ev = add_event(x);
-	char (*t)[PORT_STR_MAX] = x->text[x->n - 1];
 
 	if (!ev)
 		return false;
+	struct ev_text *t = &x->text[x->n - 1];
 	ev->vm = vm;
 	ev->op = it->op == OP_ADD ? "add" : it->op == OP_DEL ? "del"
 		 : it->state == ITEM_CONFLICT ? "conflict" : it->state == ITEM_SKIPPED ? "skip" : "error";
-	ev->port = it->has_port ? port_format(&it->port, t[0], sizeof t[0]) : NULL;
+	ev->port = it->has_port ? port_format(&it->port, t->port, sizeof t->port) : NULL;
 	if (it->dev) {
-		snprintf(t[1], sizeof t[1], "%04x:%04x", it->dev->vid, it->dev->pid);
-		ev->vidpid = t[1];
+		snprintf(t->vidpid, sizeof t->vidpid, "%04x:%04x", it->dev->vid, it->dev->pid);
+		ev->vidpid = t->vidpid;
 		ev->product = it->dev->product;
+	} else {
+		recall_device(x, ev, t);
 	}
 	if (it->op == OP_NONE)
 		ev->result = "failed", ev->error = it->why;
@@ -340,14 +373,26 @@ static bool vm_events(struct events *x, const struct run *r, const struct vm_run
 	return true;
 }
 
+/* Opened only after the devices were reconciled: history never delays
+ * or blocks a device on its way to a VM. */
 void run_record(const struct run *r, const struct trigger *trig, bool dry_run, int exit_code)
 {
 	struct events x = { 0 };
 	struct err e = { 0 };
-	struct store *s;
 	bool ok = true;
 	int64_t t = now_ms();
 
+	if (!(x.db = store_open(r->g->db, &e))) {
+		fprintf(stderr, "usbsync: warning: history not recorded: %s\n", e.msg);
+		return;
+	}
+	/* At most one event per plan item, or one per VM, plus one. */
+	x.cap = 1;
+	for (size_t i = 0; i < r->nvms; i++)
+		x.cap += r->vms[i].plan.n + 1;
+	x.ev = calloc(x.cap, sizeof *x.ev);
+	x.text = calloc(x.cap, sizeof *x.text);
+	ok = x.ev && x.text;
 	for (size_t i = 0; ok && i < r->nvms; i++)
 		ok = vm_events(&x, r, &r->vms[i], dry_run);
 	if (ok && r->failed_global) {
@@ -355,19 +400,14 @@ void run_record(const struct run *r, const struct trigger *trig, bool dry_run, i
 		if ((ok = ev))
 			ev->vm = "-", ev->op = "error", ev->result = "failed", ev->error = r->err.msg;
 	}
-	if (!(s = store_open(r->g->db, &e))) {
-		fprintf(stderr, "usbsync: warning: history not recorded: %s\n", e.msg);
-	} else {
-		struct store_run run = { .time_ms = t, .trigger = trig->name,
-					 .udev_action = trig->action, .devpath = trig->devpath,
-					 .dry_run = dry_run, .exit_code = exit_code };
-		if (!ok)
-			fprintf(stderr, "usbsync: warning: history not recorded: out of memory\n");
-		else if ((x.n > 0 && !store_record_run(s, &run, x.ev, x.n, NULL, &e)) ||
-			 !store_touch(s, t, &e))
-			fprintf(stderr, "usbsync: warning: history: %s\n", e.msg);
-		store_close(s);
-	}
+	struct store_run run = { .time_ms = t, .trigger = trig->name, .udev_action = trig->action,
+				 .devpath = trig->devpath, .dry_run = dry_run, .exit_code = exit_code };
+	if (!ok)
+		fprintf(stderr, "usbsync: warning: history not recorded: out of memory\n");
+	else if ((x.n > 0 && !store_record_run(x.db, &run, x.ev, x.n, NULL, &e)) ||
+		 !store_touch(x.db, t, &e))
+		fprintf(stderr, "usbsync: warning: history: %s\n", e.msg);
+	store_close(x.db);
 	free(x.ev);
 	free(x.text);
 }
