@@ -312,18 +312,25 @@ test_proxmox_style_controller_fills_ports_from_the_top() {
 }
 
 test_adds_retry_a_lower_port_when_qemu_placed_a_device_itself() {
-	# a tablet without port= sits on port 1 of 1 but reports no port
-	vm_start 100 -device qemu-xhci,id=xhci,p2=2,p3=2 -device usb-tablet,id=tablet,bus=xhci.0
-	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"usb-kbd","id":"kbd","bus":"xhci.0"}}'
+	# Devices added without port= report no port: fill ports 1-3 that way,
+	# then free 1 and 2, so the top port looks free but is not.
+	vm_start 100 -device qemu-xhci,id=xhci,p2=3,p3=3
+	local d
+	for d in usb-tablet usb-kbd usb-mouse; do
+		qmp_run 100 '{"execute":"device_add","arguments":{"driver":"'$d'","id":"'$d'","bus":"xhci.0"}}'
+	done
+	qmp_run 100 '{"execute":"device_del","arguments":{"id":"usb-tablet"}}' \
+		'{"execute":"device_del","arguments":{"id":"usb-kbd"}}'
 	conf 100 "3-4.4"
 	us reconcile
-	expect_rc 1
-	expect_in "$OUT$ERR" "usbhost3-4.4" "failure names the device"
-	vm_stop 100
-	vm_start 100 -device qemu-xhci,id=xhci,p2=3,p3=3 -device usb-tablet,id=tablet,bus=xhci.0
-	us reconcile
 	expect_rc 0
-	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "added on a free port"
+	expect_eq "$(usb 100)" "usbhost3-4.4 3 4.4 xhci.0 2" "added on the next free port down"
+	expect_in "$OUT" "xhci.0 port 2" "report says where it landed"
+	# and when every port is taken, the failure names the device
+	conf 100 $'3-4.4\n3-4.1'
+	us reconcile
+	expect_rc 1
+	expect_in "$OUT" "usbhost3-4.1.1" "failure names the device"
 }
 
 test_vm_without_usb_controller_is_told_what_to_add() {
