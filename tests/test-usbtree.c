@@ -1,5 +1,6 @@
 /* The libudev wall, against umockdev trees (run under umockdev-wrapper). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 #include <umockdev.h>
 
@@ -14,8 +15,8 @@ static void load(const char *name)
 	char path[256];
 	GError *error = NULL;
 
-	if (!umockdev_in_mock_environment())
-		cr_skip_test("run under umockdev-wrapper");
+	/* Needs umockdev's preload (make runs tests under umockdev-wrapper);
+	 * without it libudev would read the real /sys and this must fail. */
 	bed = umockdev_testbed_new();
 	snprintf(path, sizeof path, "tests/trees/%s.umockdev", name);
 	cr_assert(umockdev_testbed_add_from_file(bed, path, &error), "%s: %s", path,
