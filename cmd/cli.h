@@ -21,6 +21,8 @@ struct globals {
 	const char *qmp_dir;
 	const char *db;
 	int timeout_ms;   /* per-VM QMP budget */
+	const char *run_dir; /* lock files */
+	int lock_wait_ms; /* how long a run waits for the one before it */
 };
 
 /* A subcommand: argv[0] is its name; options are already stripped of the
@@ -30,6 +32,19 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g);
 int cmd_status(int argc, char **argv, const struct globals *g);
 int cmd_history(int argc, char **argv, const struct globals *g);
 int cmd_hook(int argc, char **argv, const struct globals *g);
+
+/* ---- serializing runs (lock.c) ---------------------------------------- */
+
+enum lock_result {
+	LOCK_TAKEN,     /* this process holds the run lock until it exits */
+	LOCK_COALESCED, /* another run is already queued: nothing to do */
+	LOCK_FAILED,    /* e says why */
+};
+
+/* Take the run lock in `dir` (created 0700 if missing), waiting at most
+ * wait_ms for a run in progress.  With `coalesce`, give up at once when
+ * another run is already queued. */
+enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, struct err *e);
 
 /* ---- the engine -------------------------------------------------------- */
 
@@ -59,6 +74,7 @@ struct vm_run {
 struct run {
 	const struct globals *g;
 	bool apply;              /* false: plan only (dry run, status) */
+	bool all;                /* also every VM with a QMP socket but no config */
 	struct config cfg;
 	struct usbtree tree;
 	struct claim *claims;    /* one per tree device */
@@ -96,10 +112,15 @@ const char *vm_state_name(enum vm_state s);
  * out when malformed.  False on an unknown name. */
 bool cli_trigger(const char *name, struct trigger *t);
 
+struct reconcile_opts {
+	bool dry_run, check, json, all;
+};
+
 /* Reconcile (or plan, when dry_run) the VMs named in vms[0..nvms), or all;
- * print, record history, return the exit code.  Shared with `hook`. */
-int reconcile_main(int argc, char **argv, const struct globals *g, bool dry_run, bool check,
-		   bool json, const struct trigger *trig, char **vms, size_t nvms);
+ * serialize with other runs, print, record history, return the exit code.
+ * Shared with `hook` and `watch`. */
+int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
+		   const struct trigger *trig, char **vms, size_t nvms);
 
 /* ---- output ------------------------------------------------------------ */
 

@@ -18,5 +18,6 @@ int cmd_hook(int argc, char **argv, const struct globals *g)
 	}
 	if (strcmp(argv[2], "post-start") != 0)
 		return EXIT_OK;
-	return reconcile_main(argc, argv, g, false, false, false, &trig, &argv[1], 1);
+	struct reconcile_opts o = { 0 };
+	return reconcile_main(g, &o, &trig, &argv[1], 1);
 }

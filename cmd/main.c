@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,13 +24,17 @@ static const struct {
 	{ "hook", cmd_hook, "VM PHASE   (the Proxmox hookscript entry)" },
 };
 
+/* Global options: a path, or a number of seconds stored as ms. */
 static const struct {
 	const char *opt, *env;
+	size_t path_off, ms_off; /* offsetof in struct globals; SIZE_MAX = n/a */
 } globals_spec[] = {
-	{ "--config-dir", "USBSYNC_CONFIG_DIR" },
-	{ "--qmp-dir", "USBSYNC_QMP_DIR" },
-	{ "--db", "USBSYNC_DB" },
-	{ "--timeout", "USBSYNC_TIMEOUT" },
+	{ "--config-dir", "USBSYNC_CONFIG_DIR", offsetof(struct globals, config_dir), SIZE_MAX },
+	{ "--qmp-dir", "USBSYNC_QMP_DIR", offsetof(struct globals, qmp_dir), SIZE_MAX },
+	{ "--db", "USBSYNC_DB", offsetof(struct globals, db), SIZE_MAX },
+	{ "--run-dir", "USBSYNC_RUN_DIR", offsetof(struct globals, run_dir), SIZE_MAX },
+	{ "--timeout", "USBSYNC_TIMEOUT", SIZE_MAX, offsetof(struct globals, timeout_ms) },
+	{ "--lock-wait", "USBSYNC_LOCK_WAIT", SIZE_MAX, offsetof(struct globals, lock_wait_ms) },
 };
 
 static void usage(FILE *f)
@@ -37,15 +43,17 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\nglobal options (each also an environment variable):\n"
-		"  --config-dir DIR   USBSYNC_CONFIG_DIR  (default /etc/pve/qemu-server)\n"
-		"  --qmp-dir DIR      USBSYNC_QMP_DIR     (default /var/run/qemu-server)\n"
-		"  --db FILE          USBSYNC_DB          (default /var/lib/usbsync/history.db)\n"
-		"  --timeout SECONDS  USBSYNC_TIMEOUT     (per-VM QMP budget, default 3)\n"
+		"  --config-dir DIR     USBSYNC_CONFIG_DIR  (default /etc/pve/qemu-server)\n"
+		"  --qmp-dir DIR        USBSYNC_QMP_DIR     (default /var/run/qemu-server)\n"
+		"  --db FILE            USBSYNC_DB          (default /var/lib/usbsync/history.db)\n"
+		"  --run-dir DIR        USBSYNC_RUN_DIR     (default /run/usbsync: lock files)\n"
+		"  --timeout SECONDS    USBSYNC_TIMEOUT     (per-VM QMP budget, default 3)\n"
+		"  --lock-wait SECONDS  USBSYNC_LOCK_WAIT   (wait for a run in progress, default 60)\n"
 		"\nexit: 0 ok, 1 something failed, 2 usage or config error, 3 drift (--check)\n");
 }
 
 /* "3", "0.5" seconds -> ms within 10 ms .. 1 hour. */
-static bool parse_timeout(const char *s, int *ms)
+static bool parse_seconds(const char *s, int *ms)
 {
 	char *end;
 	errno = 0;
@@ -59,21 +67,21 @@ static bool parse_timeout(const char *s, int *ms)
 
 static bool set_global(struct globals *g, size_t which, const char *val, const char *from)
 {
+	char *base = (char *)g;
+
 	if (!val || !*val || strlen(val) >= PATH_MAX) {
 		fprintf(stderr, "usbsync: %s: needs a value\n", from);
 		return false;
 	}
-	switch (which) {
-	case 0: g->config_dir = val; return true;
-	case 1: g->qmp_dir = val; return true;
-	case 2: g->db = val; return true;
-	default:
-		if (parse_timeout(val, &g->timeout_ms))
-			return true;
-		fprintf(stderr, "usbsync: %s: '%.32s' is not a number of seconds (0.01 to 3600)\n",
-			from, val);
-		return false;
+	if (globals_spec[which].path_off != SIZE_MAX) {
+		memcpy(base + globals_spec[which].path_off, &val, sizeof val);
+		return true;
 	}
+	if (parse_seconds(val, (int *)(void *)(base + globals_spec[which].ms_off)))
+		return true;
+	fprintf(stderr, "usbsync: %s: '%s' is not a number of seconds (0.01 to 3600)\n", from,
+		out_escape(val));
+	return false;
 }
 
 static bool globals_from_env(struct globals *g)
@@ -115,6 +123,8 @@ int main(int argc, char **argv)
 		.qmp_dir = "/var/run/qemu-server",
 		.db = "/var/lib/usbsync/history.db",
 		.timeout_ms = 3000,
+		.run_dir = "/run/usbsync",
+		.lock_wait_ms = 60000,
 	};
 	char **rest = calloc((size_t)argc + 1, sizeof *rest);
 	int nrest = 0;
@@ -143,7 +153,7 @@ int main(int argc, char **argv)
 			free(rest);
 			return rc;
 		}
-	fprintf(stderr, "usbsync: unknown command '%.32s'\n", rest[0]);
+	fprintf(stderr, "usbsync: unknown command '%s'\n", out_escape(rest[0]));
 	usage(stderr);
 	return EXIT_USAGE;
 }

@@ -116,16 +116,34 @@ static void print_human(const struct run *r, bool dry_run)
 		printf("dry run: %zu change%s pending, nothing changed\n", changes, changes == 1 ? "" : "s");
 }
 
-int reconcile_main(int argc, char **argv, const struct globals *g, bool dry_run, bool check,
-		   bool json, const struct trigger *trig, char **vms, size_t nvms)
+int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
+		   const struct trigger *trig, char **vms, size_t nvms)
 {
-	struct run r = { .g = g, .apply = !dry_run };
-	(void)argc, (void)argv;
+	struct run r = { .g = g, .apply = !o->dry_run, .all = o->all };
+	bool dry_run = o->dry_run;
+	struct err e = { 0 };
 
+	/* Only runs that change something are serialized; a full run may be
+	 * covered by one already queued. */
+	if (!dry_run) {
+		switch (cli_lock(g->run_dir, nvms == 0, g->lock_wait_ms, &e)) {
+		case LOCK_TAKEN:
+			break;
+		case LOCK_COALESCED:
+			if (!o->json)
+				printf("coalesced: a run already queued will cover this one\n");
+			else
+				printf("{\"coalesced\":true,\"exit_code\":0}\n");
+			return EXIT_OK;
+		case LOCK_FAILED:
+			fprintf(stderr, "usbsync: %s\n", out_escape(e.msg));
+			return EXIT_FAILED;
+		}
+	}
 	if (!run_execute(&r, vms, nvms))
 		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
-	int rc = run_exit_code(&r, check);
-	if (json)
+	int rc = run_exit_code(&r, o->check);
+	if (o->json)
 		out_run_json(stdout, &r, dry_run, rc);
 	else
 		print_human(&r, dry_run);
@@ -143,12 +161,13 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		{ "check", no_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "trigger", required_argument, NULL, 't' },
+		{ "all", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	char *vms[VM_FILTER_MAX];
 	size_t nvms = 0;
-	bool dry_run = false, check = false, json = false;
+	struct reconcile_opts o = { 0 };
 	const char *trigger = NULL;
 	struct trigger trig;
 	int c;
@@ -165,12 +184,14 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 			}
 			vms[nvms++] = optarg;
 			break;
-		case 'n': dry_run = true; break;
-		case 'c': check = dry_run = true; break;
-		case 'j': json = true; break;
+		case 'n': o.dry_run = true; break;
+		case 'c': o.check = o.dry_run = true; break;
+		case 'j': o.json = true; break;
 		case 't': trigger = optarg; break;
+		case 'a': o.all = true; break;
 		case 'h':
-			printf("usage: usbsync reconcile [--vm VM]... [--dry-run] [--check] [--json] [--trigger udev|timer|hook|manual]\n");
+			printf("usage: usbsync reconcile [--vm VM]... [--all] [--dry-run] [--check] [--json]"
+			       " [--trigger udev|timer|hook|manual]\n");
 			return EXIT_OK;
 		default: return EXIT_USAGE;
 		}
@@ -181,5 +202,5 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 	}
 	if (!cli_trigger(trigger, &trig))
 		return EXIT_USAGE;
-	return reconcile_main(argc, argv, g, dry_run, check, json, &trig, vms, nvms);
+	return reconcile_main(g, &o, &trig, vms, nvms);
 }

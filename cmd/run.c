@@ -8,6 +8,8 @@
  */
 #include "cmd/cli.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -59,6 +61,31 @@ static bool select_vms(struct run *r, char **filter, size_t nfilter)
 		if (!dup && idx >= 0)
 			r->vms[r->nvms++].vm = (size_t)idx;
 	}
+	return true;
+}
+
+/* --all: a VM whose config is gone still holds what usbsync gave it; as a
+ * VM with no rules, it loses every managed device. */
+static bool add_socket_vms(struct run *r)
+{
+	DIR *d = opendir(r->g->qmp_dir);
+	struct dirent *de;
+	size_t suffix = strlen(".qmp");
+
+	if (!d)
+		return errno == ENOENT || err_set(&r->err, ERR_IO, "qmp dir %s: %s", r->g->qmp_dir,
+						  strerror(errno));
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		char name[VM_NAME_MAX];
+		if (n <= suffix || n - suffix >= sizeof name || strcmp(de->d_name + n - suffix, ".qmp"))
+			continue;
+		memcpy(name, de->d_name, n - suffix);
+		name[n - suffix] = '\0';
+		if (config_vm_name_valid(name) && config_add_vm(&r->cfg, name) < 0)
+			break;
+	}
+	closedir(d);
 	return true;
 }
 
@@ -195,6 +222,10 @@ static void phase_add(struct run *r, struct vm_run *v)
 bool run_execute(struct run *r, char **filter, size_t nfilter)
 {
 	if (!config_load_dir(r->g->config_dir, &r->cfg, &r->err)) {
+		r->failed_global = true;
+		return false;
+	}
+	if (r->all && !nfilter && !add_socket_vms(r)) {
 		r->failed_global = true;
 		return false;
 	}

@@ -23,7 +23,7 @@ setup() {
 	mkdir -p "$T/cfg" "$T/qmp"
 	chmod 700 "$T/cfg"
 	export USBSYNC_CONFIG_DIR=$T/cfg USBSYNC_QMP_DIR=$T/qmp USBSYNC_DB=$T/db/history.db
-	export USBSYNC_TIMEOUT=5
+	export USBSYNC_TIMEOUT=5 USBSYNC_RUN_DIR=$T/run
 	unset ACTION DEVPATH
 	TREE=$TREES/blog.umockdev
 	VMPIDS=""
@@ -403,6 +403,64 @@ test_bad_global_options_and_env_are_usage_errors() {
 	us frobnicate; expect_rc 2
 	us reconcile --config-dir "$T/nonexistent"; expect_rc 2
 	expect_in "$ERR" "$T/nonexistent" "names the dir"
+}
+
+test_burst_of_40_udev_runs_converges_once_without_duplicates() {
+	vm_start 100
+	conf 100 "3-4"
+	# 40 invocations started at once, as udev does for a hub full of devices
+	cat > "$T/burst.sh" <<-EOF
+	for i in \$(seq 40); do
+		ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1 \\
+			"$BIN" reconcile > "$T/burst.\$i.out" 2>&1 &
+	done
+	wait
+	EOF
+	umockdev-run -d "$TREE" -- bash "$T/burst.sh"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4" "devices"
+	local all ran
+	all=$(cat "$T"/burst.*.out)
+	expect_not_in "$all" "Duplicate" "no duplicate ids"
+	expect_not_in "$all" "failed" "no failures"
+	ran=$(grep -L coalesced "$T"/burst.*.out | wc -l)
+	echo "    $ran of 40 runs talked to QEMU"
+	[ "$ran" -le 6 ] || fail "$ran runs talked to QEMU"
+	local h
+	h=$(history_json)
+	expect_eq "$(echo "$h" | grep -o '"op":"add"' | wc -l)" "4" "history: four adds"
+	expect_not_in "$h" '"result":"failed"' "history: no failures"
+}
+
+test_a_run_waits_for_the_one_before_it_within_a_bound() {
+	vm_start 100
+	conf 100 "3-4.4"
+	mkdir -p "$T/run" && chmod 700 "$T/run"
+	flock "$T/run/run.lock" sleep 3 &
+	local holder=$!
+	sleep 0.2
+	USBSYNC_LOCK_WAIT=0.5 us reconcile
+	expect_rc 1
+	expect_in "$ERR" "run.lock" "names the lock"
+	expect_eq "$(usb_ids 100)" "" "changed nothing"
+	wait $holder
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "then it runs"
+}
+
+test_all_sweeps_vms_whose_config_is_gone() {
+	vm_start 100
+	vm_start 101
+	conf 100 "3-4.4"
+	conf 101 "1-1"
+	us reconcile; expect_rc 0
+	rm "$T/cfg/101.usb.conf"
+	us reconcile
+	expect_eq "$(usb_ids 101)" "usbhost1-1" "without --all, a VM without config is not visited"
+	us reconcile --trigger timer --all
+	expect_rc 0
+	expect_eq "$(usb_ids 101)" "" "swept"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "configured VM kept"
 }
 
 # ---- runner ------------------------------------------------------------------
