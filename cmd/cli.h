@@ -32,6 +32,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g);
 int cmd_status(int argc, char **argv, const struct globals *g);
 int cmd_history(int argc, char **argv, const struct globals *g);
 int cmd_hook(int argc, char **argv, const struct globals *g);
+int cmd_tree(int argc, char **argv, const struct globals *g);
 
 /* ---- serializing runs (lock.c) ---------------------------------------- */
 

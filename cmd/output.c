@@ -69,11 +69,14 @@ void table_print(struct table *t, FILE *f, const char *indent)
 				w[c] = n;
 		}
 	for (size_t r = 0; r < t->nrows; r++) {
+		char **row = &t->cells[r * t->ncols];
+		size_t last = t->ncols; /* cells after the last non-blank one are not padded */
+		while (last > 1 && row[last - 1] && strcmp(row[last - 1], " ") == 0)
+			last--;
 		fputs(indent, f);
-		for (size_t c = 0; c < t->ncols; c++) {
-			const char *s = t->cells[r * t->ncols + c];
-			s = s ? s : "?";
-			if (c + 1 == t->ncols)
+		for (size_t c = 0; c < last; c++) {
+			const char *s = row[c] ? row[c] : "?";
+			if (c + 1 == last)
 				fprintf(f, "%s\n", s);
 			else
 				fprintf(f, "%s%*s", s, (int)(w[c] - width(s) + 2), "");

@@ -62,9 +62,8 @@ static struct plan_item *new_item(struct ctx *c, enum item_state st, enum item_o
 	return it;
 }
 
-/* "100, 101": the VMs whose rules want dev. */
-static void claimants(const struct config *cfg, const struct usbdev *dev,
-		      char *buf, size_t n)
+void plan_claimants(const struct config *cfg, const struct usbdev *dev,
+		    char *buf, size_t n)
 {
 	size_t len = 0;
 
@@ -152,7 +151,7 @@ static bool plan_managed(struct ctx *c, const struct guest_dev *g)
 	snprintf(it->id, sizeof it->id, "%s", g->id);
 	if (st == ITEM_CONFLICT) {
 		char who[120];
-		claimants(c->cfg, dev, who, sizeof who);
+		plan_claimants(c->cfg, dev, who, sizeof who);
 		snprintf(it->why, sizeof it->why, "wanted by vms %s: left as it is", who);
 	} else if (why) {
 		snprintf(it->why, sizeof it->why, "%s", why);
@@ -244,7 +243,7 @@ static bool plan_wanted(struct ctx *c, size_t i)
 		char who[120];
 		if (!(it = new_item(c, ITEM_CONFLICT, OP_NONE)))
 			return false;
-		claimants(c->cfg, dev, who, sizeof who);
+		plan_claimants(c->cfg, dev, who, sizeof who);
 		snprintf(it->why, sizeof it->why, "wanted by vms %s: not attached anywhere", who);
 	} else if (cl->kind != CLAIM_VM || cl->vm != c->vm) {
 		return true;

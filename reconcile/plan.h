@@ -43,6 +43,10 @@ struct claim {
 void plan_claims(const struct config *cfg, const struct usbtree *tree,
 		 struct claim *claims);
 
+/* "100, 101": the VMs whose rules want dev, into buf (cut to fit). */
+void plan_claimants(const struct config *cfg, const struct usbdev *dev,
+		    char *buf, size_t n);
+
 enum item_state {
 	ITEM_ATTACHED,  /* wanted and present */
 	ITEM_MISSING,   /* wanted, not present: op is ADD (or error is set) */
