@@ -115,7 +115,19 @@ bool cli_trigger(const char *name, struct trigger *t);
 
 struct reconcile_opts {
 	bool dry_run, check, json, all;
+	int64_t prune_before_ms; /* after recording, prune history older; 0 = not */
 };
+
+/* Wall clock in ms since the epoch. */
+int64_t cli_now_ms(void);
+
+/* "2026-11-25[T17:05[:09]]" (local time) or "90m", "12h", "7d", "30s"
+ * before now_ms, into ms since the epoch.  False when malformed. */
+bool cli_parse_time(const char *s, int64_t now_ms, int64_t *out);
+
+/* Delete history runs older than before_ms; warns and returns false on
+ * failure.  Prints the count unless quiet. */
+bool cli_prune(const struct globals *g, int64_t before_ms, bool quiet);
 
 /* Reconcile (or plan, when dry_run) the VMs named in vms[0..nvms), or all;
  * serialize with other runs, print, record history, return the exit code.

@@ -13,7 +13,7 @@
 
 /* "2026-11-25", "2026-11-25T17:05", "2026-11-25T17:05:09" (local time),
  * or "90m", "12h", "7d", "30s" before now.  Result in ms since the epoch. */
-static bool parse_time(const char *s, int64_t now_ms, int64_t *out)
+bool cli_parse_time(const char *s, int64_t now_ms, int64_t *out)
 {
 	struct tm tm = { 0 };
 	char *end;
@@ -39,6 +39,29 @@ static bool parse_time(const char *s, int64_t now_ms, int64_t *out)
 		return false;
 	*out = (int64_t)t * 1000;
 	return true;
+}
+
+int64_t cli_now_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+bool cli_prune(const struct globals *g, int64_t before_ms, bool quiet)
+{
+	struct err e = { 0 };
+	struct store *s = store_open(g->db, &e);
+	int64_t n = 0;
+	bool ok = s && store_prune(s, before_ms, &n, &e);
+
+	store_close(s);
+	if (!ok)
+		fprintf(stderr, "usbsync: warning: pruning history: %s\n", out_escape(e.msg));
+	else if (!quiet)
+		printf("pruned %lld run%s\n", (long long)n, n == 1 ? "" : "s");
+	return ok;
 }
 
 static bool valid_vidpid(const char *s)
@@ -119,17 +142,15 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 		{ "device", required_argument, NULL, 'd' }, { "since", required_argument, NULL, 's' },
 		{ "until", required_argument, NULL, 'u' }, { "limit", required_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },        { "help", no_argument, NULL, 'h' },
+		{ "prune-older-than", required_argument, NULL, 'P' },
 		{ 0 },
 	};
 	struct store_query q = { .limit = 100 };
 	struct print_ctx pc = { 0 };
-	struct timeval tv;
 	struct port p;
 	char *end;
 	int c;
-
-	gettimeofday(&tv, NULL);
-	int64_t now = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	int64_t now = cli_now_ms(), prune = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		switch (c) {
@@ -151,11 +172,11 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 			q.vidpid = optarg;
 			break;
 		case 's':
-			if (!parse_time(optarg, now, &q.since_ms))
+			if (!cli_parse_time(optarg, now, &q.since_ms))
 				return usage_error("--since", optarg);
 			break;
 		case 'u':
-			if (!parse_time(optarg, now, &q.until_ms))
+			if (!cli_parse_time(optarg, now, &q.until_ms))
 				return usage_error("--until", optarg);
 			break;
 		case 'l':
@@ -164,9 +185,14 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 				return usage_error("--limit", optarg);
 			break;
 		case 'j': pc.json = true; break;
+		case 'P':
+			if (!cli_parse_time(optarg, now, &prune))
+				return usage_error("--prune-older-than", optarg);
+			break;
 		case 'h':
 			printf("usage: usbsync history [--vm VM] [--port PORT] [--device VID:PID] [--since T]"
 			       " [--until T] [--limit N (default 100, 0 = all)] [--json]\n"
+			       "       usbsync history --prune-older-than T   (delete older runs)\n"
 			       "T is YYYY-MM-DD[THH:MM[:SS]] (local time) or a span before now: 90m, 12h, 7d\n");
 			return EXIT_OK;
 		default: return EXIT_USAGE;
@@ -174,6 +200,8 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 	}
 	if (optind < argc)
 		return usage_error("argument", argv[optind]);
+	if (prune)
+		return cli_prune(g, prune, false) ? EXIT_OK : EXIT_FAILED;
 
 	struct err e = { 0 };
 	struct store *s = store_open_readonly(g->db, &e);

@@ -149,6 +149,8 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		print_human(&r, dry_run);
 	if (r.err.kind != ERR_USAGE)
 		run_record(&r, trig, dry_run, rc);
+	if (o->prune_before_ms)
+		cli_prune(g, o->prune_before_ms, true);
 	run_clear(&r);
 	return rc;
 }
@@ -162,6 +164,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		{ "json", no_argument, NULL, 'j' },
 		{ "trigger", required_argument, NULL, 't' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "prune-older-than", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -189,9 +192,16 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		case 'j': o.json = true; break;
 		case 't': trigger = optarg; break;
 		case 'a': o.all = true; break;
+		case 'P':
+			if (!cli_parse_time(optarg, cli_now_ms(), &o.prune_before_ms)) {
+				fprintf(stderr, "usbsync: --prune-older-than '%s': expected e.g. 90d\n",
+					out_escape(optarg));
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			printf("usage: usbsync reconcile [--vm VM]... [--all] [--dry-run] [--check] [--json]"
-			       " [--trigger udev|timer|hook|manual]\n");
+			       " [--trigger udev|timer|hook|manual] [--prune-older-than T]\n");
 			return EXIT_OK;
 		default: return EXIT_USAGE;
 		}

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "qmp/qmp.h"
 #include "reconcile/port.h"
@@ -294,13 +293,6 @@ int run_exit_code(const struct run *r, bool check)
 
 /* ---- history ------------------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 struct ev_text {
 	char port[PORT_STR_MAX];
 	char vidpid[10];
@@ -411,7 +403,7 @@ void run_record(const struct run *r, const struct trigger *trig, bool dry_run, i
 	struct events x = { 0 };
 	struct err e = { 0 };
 	bool ok = true;
-	int64_t t = now_ms();
+	int64_t t = cli_now_ms();
 
 	if (!(x.db = store_open(r->g->db, &e))) {
 		fprintf(stderr, "usbsync: warning: history not recorded: %s\n", e.msg);

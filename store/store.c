@@ -391,6 +391,23 @@ bool store_last_run(struct store *s, int64_t *time_ms, struct err *e)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }
 
+bool store_prune(struct store *s, int64_t before_ms, int64_t *deleted, struct err *e)
+{
+	sqlite3_stmt *st;
+
+	/* Events go with their run: ON DELETE CASCADE, foreign_keys is on. */
+	if (!prepare(s, "DELETE FROM runs WHERE time_ms < ?", &st, "prune", e))
+		return false;
+	bool ok = sqlite3_bind_int64(st, 1, before_ms) == SQLITE_OK &&
+		  sqlite3_step(st) == SQLITE_DONE;
+	if (!ok)
+		db_fail(s, e, "prune");
+	else if (deleted)
+		*deleted = sqlite3_changes64(s->db);
+	sqlite3_finalize(st);
+	return ok;
+}
+
 /* ---- reading ---- */
 
 /* One static query: a filter whose parameter is NULL matches everything.

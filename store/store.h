@@ -65,6 +65,10 @@ bool store_touch(struct store *s, int64_t time_ms, struct err *e);
 /* The time given to the last store_touch, or 0 if none; false on error. */
 bool store_last_run(struct store *s, int64_t *time_ms, struct err *e);
 
+/* Delete every run (and its events) older than before_ms; the count of
+ * runs deleted goes to *deleted when that is not NULL. */
+bool store_prune(struct store *s, int64_t before_ms, int64_t *deleted, struct err *e);
+
 /* History filters; zero/NULL fields do not filter. */
 struct store_query {
 	const char *vm;

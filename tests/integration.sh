@@ -489,6 +489,21 @@ assert t["3-4.1.2"]["speed"] == "1.5M" and t["3-4.1.2"]["depth"] == 3
 	expect_in "$OUT" 'Evil \"quoted\"' "escaped product"
 }
 
+test_history_prune_keeps_recent_runs_and_drops_old_ones() {
+	vm_start 100
+	conf 100 "3-4.4"
+	us reconcile; expect_rc 0
+	"$BIN" history --prune-older-than 1d > "$T/p" || fail "prune failed"
+	expect_eq "$(cat "$T/p")" "pruned 0 runs" "recent runs kept"
+	expect_in "$(history_json)" '"op":"add"' "still there"
+	sleep 0.01
+	us reconcile --trigger timer --prune-older-than 0s
+	expect_rc 0
+	expect_eq "$(history_json | tr -d '\n')" "[]" "pruned by the timer run"
+	"$BIN" history --prune-older-than soon 2>/dev/null && fail "bad span accepted"
+	return 0
+}
+
 # ---- runner ------------------------------------------------------------------
 
 passed=0 failed=0 failures=""

@@ -682,3 +682,28 @@ Test(store, locked_database_fails_after_busy_timeout_instead_of_hanging,
 	cr_assert(store_record_run(s, &run, NULL, 0, NULL, &e), "%s", e.msg);
 	store_close(s);
 }
+
+Test(store, prune_deletes_older_runs_with_their_events_and_keeps_the_rest)
+{
+	struct store *s = open_ok();
+	for (int64_t t = 1000; t <= 5000; t += 1000)
+		record_event(s, t, "v", "3-4", NULL);
+	int64_t n = -1;
+	struct err e = {0};
+	cr_assert(store_prune(s, 3000, &n, &e), "%s", e.msg);
+	cr_expect_eq(n, 2);
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	assert_times(&rs, (int64_t[]){ 5000, 4000, 3000 }, 3);
+	store_close(s);
+
+	/* no orphaned events are left behind */
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM events", -1, &st, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	cr_expect_eq(sqlite3_column_int(st, 0), 3);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
