@@ -33,6 +33,7 @@ int cmd_status(int argc, char **argv, const struct globals *g);
 int cmd_history(int argc, char **argv, const struct globals *g);
 int cmd_hook(int argc, char **argv, const struct globals *g);
 int cmd_tree(int argc, char **argv, const struct globals *g);
+int cmd_watch(int argc, char **argv, const struct globals *g);
 
 /* ---- serializing runs (lock.c) ---------------------------------------- */
 
@@ -43,9 +44,13 @@ enum lock_result {
 };
 
 /* Take the run lock in `dir` (created 0700 if missing), waiting at most
- * wait_ms for a run in progress.  With `coalesce`, give up at once when
- * another run is already queued. */
-enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, struct err *e);
+ * wait_ms for a run in progress; *held gets the fd that holds it.  With
+ * `coalesce`, give up at once when another run is already queued. */
+enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held,
+			  struct err *e);
+
+/* Release a lock cli_lock took (-1 is a no-op). */
+void cli_unlock(int held);
 
 /* ---- the engine -------------------------------------------------------- */
 
@@ -100,7 +105,7 @@ int run_exit_code(const struct run *r, bool check);
  * the last-run time.  Warns on stderr and carries on when the database
  * fails. */
 struct trigger {
-	const char *name;     /* "udev", "timer", "hook", "manual" */
+	const char *name;     /* "udev", "timer", "hook", "manual", "watch" */
 	const char *action;   /* udev ACTION, validated, or NULL */
 	const char *devpath;  /* udev DEVPATH, validated, or NULL */
 };
@@ -115,6 +120,7 @@ bool cli_trigger(const char *name, struct trigger *t);
 
 struct reconcile_opts {
 	bool dry_run, check, json, all;
+	bool no_coalesce;        /* never skip the run (watch debounces itself) */
 	int64_t prune_before_ms; /* after recording, prune history older; 0 = not */
 };
 

@@ -76,7 +76,7 @@ static int open_lock(int dirfd, const char *dir, const char *name, struct err *e
 	return fd;
 }
 
-enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, struct err *e)
+enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held, struct err *e)
 {
 	int dfd = open_run_dir(dir, e), wait_fd = -1, run_fd = -1;
 	enum lock_result res = LOCK_FAILED;
@@ -101,10 +101,17 @@ enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, struct er
 		close(run_fd);
 		goto out;
 	}
-	res = LOCK_TAKEN; /* run_fd stays open, and locked, until we exit */
+	res = LOCK_TAKEN;
+	*held = run_fd;
 out:
 	if (wait_fd >= 0)
 		close(wait_fd);
 	close(dfd);
 	return res;
+}
+
+void cli_unlock(int held)
+{
+	if (held >= 0)
+		close(held); /* closing the last fd drops the flock */
 }

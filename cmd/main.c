@@ -22,6 +22,7 @@ static const struct {
 	{ "history", cmd_history,
 	  "[--vm VM] [--port PORT] [--device VID:PID] [--since T] [--until T] [--limit N] [--json]" },
 	{ "hook", cmd_hook, "VM PHASE   (the Proxmox hookscript entry)" },
+	{ "watch", cmd_watch, "[--debounce MS] [--sweep SECONDS]   (long-running service)" },
 	{ "tree", cmd_tree, "[--json]   (the host's USB tree and who gets each device)" },
 };
 

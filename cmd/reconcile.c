@@ -33,7 +33,7 @@ static bool valid_devpath(const char *p)
 /* Who started this run: --trigger, else udev's environment, else a person. */
 bool cli_trigger(const char *name, struct trigger *t)
 {
-	static const char *const names[] = { "udev", "timer", "hook", "manual" };
+	static const char *const names[] = { "udev", "timer", "hook", "manual", "watch" };
 	const char *action = getenv("ACTION"), *devpath = getenv("DEVPATH");
 
 	*t = (struct trigger){ .name = "manual" };
@@ -43,7 +43,7 @@ bool cli_trigger(const char *name, struct trigger *t)
 		if (strcmp(name, names[i]) == 0)
 			t->name = names[i], name = NULL;
 	if (name) {
-		fprintf(stderr, "usbsync: --trigger: expected udev, timer, hook or manual\n");
+		fprintf(stderr, "usbsync: --trigger: expected udev, timer, hook, manual or watch\n");
 		return false;
 	}
 	if (strcmp(t->name, "udev") == 0) {
@@ -75,6 +75,8 @@ static void row(struct table *t, const struct run *r, const struct vm_run *v, si
 			 res->tried && res->ok ? res->guest_port : it->guest_port);
 	if (res->tried && !res->ok)
 		snprintf(result, sizeof result, "failed: %s", out_escape(res->error));
+	else if (it->error)
+		snprintf(result, sizeof result, "failed: %s", out_escape(it->why));
 	else if (it->op == OP_NONE)
 		snprintf(result, sizeof result, "%s: %s", plan_state_name(it->state), out_escape(it->why));
 	else if (it->op == OP_DEL && it->why[0])
@@ -110,7 +112,7 @@ static void print_human(const struct run *r, bool dry_run)
 	if (shown)
 		table_print(t, stdout, "");
 	table_free(t);
-	if (changes == 0)
+	if (changes == 0 && shown == 0)
 		printf("in sync: nothing to %s\n", dry_run ? "change" : "do");
 	else if (dry_run)
 		printf("dry run: %zu change%s pending, nothing changed\n", changes, changes == 1 ? "" : "s");
@@ -122,11 +124,12 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	struct run r = { .g = g, .apply = !o->dry_run, .all = o->all };
 	bool dry_run = o->dry_run;
 	struct err e = { 0 };
+	int held = -1;
 
 	/* Only runs that change something are serialized; a full run may be
 	 * covered by one already queued. */
 	if (!dry_run) {
-		switch (cli_lock(g->run_dir, nvms == 0, g->lock_wait_ms, &e)) {
+		switch (cli_lock(g->run_dir, nvms == 0 && !o->no_coalesce, g->lock_wait_ms, &held, &e)) {
 		case LOCK_TAKEN:
 			break;
 		case LOCK_COALESCED:
@@ -149,6 +152,7 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		print_human(&r, dry_run);
 	if (r.err.kind != ERR_USAGE)
 		run_record(&r, trig, dry_run, rc);
+	cli_unlock(held);
 	if (o->prune_before_ms)
 		cli_prune(g, o->prune_before_ms, true);
 	run_clear(&r);

@@ -7,6 +7,7 @@
 #include "reconcile/usbtree.h"
 
 #include <libudev.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,4 +219,68 @@ const struct usbdev *usbtree_find(const struct usbtree *t, const struct port *p)
 			hi = mid;
 	}
 	return NULL;
+}
+
+/* ---- hotplug ------------------------------------------------------------ */
+
+struct usbmon {
+	struct udev *udev;
+	struct udev_monitor *mon;
+};
+
+struct usbmon *usbtree_monitor_new(struct err *e)
+{
+	struct usbmon *m = calloc(1, sizeof *m);
+
+	if (!m || !(m->udev = udev_new()) ||
+	    !(m->mon = udev_monitor_new_from_netlink(m->udev, "udev")) ||
+	    udev_monitor_filter_add_match_subsystem_devtype(m->mon, "usb", "usb_device") < 0 ||
+	    udev_monitor_enable_receiving(m->mon) < 0) {
+		usbtree_monitor_free(m);
+		err_set(e, ERR_IO, "cannot listen for USB events through libudev");
+		return NULL;
+	}
+	return m;
+}
+
+int usbtree_monitor_fd(const struct usbmon *m)
+{
+	return udev_monitor_get_fd(m->mon);
+}
+
+static bool event_ok(const char *action, const char *devpath)
+{
+	if (!action || !devpath || strncmp(devpath, "/devices/", 9) != 0 ||
+	    strlen(devpath) >= sizeof ((struct usbmon_event *)0)->devpath || strstr(devpath, ".."))
+		return false;
+	for (const char *p = devpath; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return false;
+	return strcmp(action, "add") == 0 || strcmp(action, "remove") == 0;
+}
+
+void usbtree_monitor_drain(struct usbmon *m, unsigned *n, struct usbmon_event *last)
+{
+	struct udev_device *dev;
+
+	/* The monitor's socket is non-blocking: NULL means drained. */
+	while ((dev = udev_monitor_receive_device(m->mon))) {
+		const char *action = udev_device_get_action(dev);
+		const char *devpath = udev_device_get_devpath(dev);
+		if (event_ok(action, devpath)) {
+			(*n)++;
+			snprintf(last->action, sizeof last->action, "%s", action);
+			snprintf(last->devpath, sizeof last->devpath, "%s", devpath);
+		}
+		udev_device_unref(dev);
+	}
+}
+
+void usbtree_monitor_free(struct usbmon *m)
+{
+	if (!m)
+		return;
+	udev_monitor_unref(m->mon);
+	udev_unref(m->udev);
+	free(m);
 }

@@ -46,4 +46,28 @@ enum usb_speed usbtree_parse_speed(const char *s);
 /* "480M"-style short text for a speed, for display. */
 const char *usbtree_speed_name(enum usb_speed s);
 
+/* ---- watching for hotplug ---------------------------------------------- */
+
+struct usbmon;
+
+/* A libudev monitor for usb_device events (after udev has processed
+ * them).  Returns an owned monitor, or NULL with e set. */
+struct usbmon *usbtree_monitor_new(struct err *e);
+
+/* The fd to poll for readability. */
+int usbtree_monitor_fd(const struct usbmon *m);
+
+/* One device event, as the monitor saw it.  Fields are validated: action
+ * is one of add/remove/change/bind/unbind, devpath "/devices/...". */
+struct usbmon_event {
+	char action[16];
+	char devpath[512];
+};
+
+/* Read every pending event; counts the add/remove ones in *n and keeps the
+ * last of them in *last.  Never blocks. */
+void usbtree_monitor_drain(struct usbmon *m, unsigned *n, struct usbmon_event *last);
+
+void usbtree_monitor_free(struct usbmon *m);
+
 #endif

@@ -10,6 +10,7 @@ BIN=$(realpath "$1")
 PATTERN=${2:-}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 PEEK=$TOP/tests/qmp-peek
+DRIVER=$(dirname "$BIN")/tests/umockdev-driver
 TREES=$TOP/tests/trees
 ROOT=$(mktemp -d /tmp/usbsync-it.XXXXXX)
 trap 'rm -rf "$ROOT"' EXIT
@@ -28,6 +29,7 @@ setup() {
 	TREE=$TREES/blog.umockdev
 	VMPIDS=""
 	trap 'for p in $VMPIDS; do kill "$p" 2>/dev/null; done' EXIT
+	trap 'exit 143' TERM
 }
 
 # vm_start NAME [qemu -device args...]; default: one qemu-xhci with id xhci
@@ -36,7 +38,7 @@ vm_start() {
 	[ $# -gt 0 ] || set -- -device qemu-xhci,id=xhci
 	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 "$@" \
 		-qmp "unix:$T/qmp/$name.qmp,server=on,wait=off" \
-		-daemonize -pidfile "$T/$name.pid" >/dev/null || fail "qemu $name did not start"
+		-daemonize -pidfile "$T/$name.pid" >/dev/null 3>&- || fail "qemu $name did not start"
 	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
 }
 
@@ -74,6 +76,17 @@ tree_without() {
 	"$TOP/tests/tree-without" "$TREE" "$@" > "$out" || fail "tree-without"
 	TREE=$out
 }
+
+# wait_until MS CMD...: poll CMD every 20 ms until it succeeds; false after MS
+wait_until() {
+	local ms=$1; shift
+	local end=$(( $(date +%s%N) / 1000000 + ms ))
+	until "$@"; do
+		[ $(( $(date +%s%N) / 1000000 )) -lt $end ] || return 1
+		sleep 0.02
+	done
+}
+has_ids() { [ "$(usb_ids "$1")" = "$2" ]; }
 
 history_json() { "$BIN" history --json "$@"; }
 
@@ -504,13 +517,71 @@ test_history_prune_keeps_recent_runs_and_drops_old_ones() {
 	return 0
 }
 
+test_watch_follows_hotplug_and_vm_starts_and_stops_on_sigterm() {
+	vm_start 100 -device qemu-xhci,id=xhci,p2=15,p3=15
+	conf 100 "3-4"
+	conf 101 "1-1"
+	mkfifo "$T/ctl"
+	umockdev-wrapper "$DRIVER" "$TREE" -- "$BIN" watch --sweep 3600 < "$T/ctl" > "$T/watch.out" 2>&1 &
+	local drv=$!
+	exec 3> "$T/ctl"
+	wait_until 3000 has_ids 100 "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4" \
+		|| fail "initial sweep: $(usb_ids 100); $(cat "$T/watch.out")"
+	echo "add $TREES/hotplug-3-4.2.umockdev" >&3
+	wait_until 1000 has_ids 100 "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.2 usbhost3-4.4" \
+		|| fail "hotplugged device not attached within 1 s: $(usb_ids 100)"
+	echo "remove /sys/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1/3-4.1.4" >&3
+	wait_until 1000 has_ids 100 "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.2 usbhost3-4.4" \
+		|| fail "unplugged device not removed within 1 s: $(usb_ids 100)"
+	vm_start 101
+	wait_until 1000 has_ids 101 "usbhost1-1" || fail "starting vm not reconciled within 1 s"
+	exec 3>&-
+	wait $drv
+	local rc=$?
+	[ $rc -eq 0 ] || fail "watch exited $rc after SIGTERM: $(cat "$T/watch.out")"
+	expect_in "$(history_json)" '"trigger":"watch"' "vm start recorded"
+	expect_in "$(history_json)" '"trigger":"udev","action":"remove"' "device event recorded"
+}
+
+test_watch_debounces_a_burst_into_one_run() {
+	vm_start 100 -device qemu-xhci,id=xhci,p2=15,p3=15
+	conf 100 "3-4"
+	tree_without 3-4.1
+	mkfifo "$T/ctl"
+	umockdev-wrapper "$DRIVER" "$TREE" -- "$BIN" watch --sweep 3600 < "$T/ctl" > "$T/watch.out" 2>&1 &
+	local drv=$!
+	exec 3> "$T/ctl"
+	wait_until 3000 has_ids 100 "usbhost3-4.4" || fail "initial sweep"
+	local before
+	before=$(history_json --limit 0 | grep -o '"run":[0-9]*' | sort -u | wc -l)
+	# the hub and its three devices arrive together
+	awk 'BEGIN{RS="";ORS="\n\n"} /P: [^\n]*\/3-4\.1[\/\n]/' "$TREES/blog.umockdev" > "$T/hub.umockdev"
+	echo "add $T/hub.umockdev" >&3
+	wait_until 2000 has_ids 100 "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4" \
+		|| fail "hub devices not attached: $(usb_ids 100)"
+	sleep 0.5
+	exec 3>&-
+	wait $drv
+	local after
+	after=$(history_json --limit 0 | grep -o '"run":[0-9]*' | sort -u | wc -l)
+	expect_eq "$((after - before))" "1" "runs for one burst"
+}
+
 # ---- runner ------------------------------------------------------------------
 
 passed=0 failed=0 failures=""
 for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
 	[ -z "$PATTERN" ] || [[ $t == *$PATTERN* ]] || continue
 	name=${t#test_}
-	if ( setup "$name"; "$t" ) ; then
+	# Each test in its own subshell, killed (its VMs with it) after 3 minutes.
+	( setup "$name"; "$t" ) &
+	pid=$!
+	( sleep 180; echo "    TIMEOUT" >&2; kill -TERM $pid ) 2>/dev/null &
+	watchdog=$!
+	wait $pid
+	rc=$?
+	kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
+	if [ $rc -eq 0 ]; then
 		echo "PASS $name"
 		passed=$((passed + 1))
 	else

@@ -1,0 +1,100 @@
+/* umockdev-driver - live hotplug for integration tests.
+ *
+ *   umockdev-wrapper umockdev-driver TREE -- CMD [ARG]...
+ *
+ * Builds a umockdev testbed from TREE, starts CMD in it (UMOCKDEV_DIR
+ * set, so libudev in CMD sees the fake sysfs and its netlink monitor gets
+ * our uevents), then reads commands from stdin, one per line:
+ *   add FILE        add the devices of a .umockdev file (emits "add")
+ *   remove SYSPATH  emit "remove" for SYSPATH, then remove it
+ *   sleep MS        pause
+ * At EOF it sends CMD SIGTERM and exits with CMD's status (124 if CMD
+ * does not stop within 5 s).  Each command is acknowledged with "ok" on
+ * stdout so a test can wait for it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <umockdev.h>
+#include <unistd.h>
+
+static int finish(pid_t pid)
+{
+	int status;
+
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return 124;
+}
+
+static bool command(UMockdevTestbed *bed, char *line)
+{
+	GError *error = NULL;
+	char *arg = strchr(line, ' ');
+
+	line[strcspn(line, "\n")] = '\0';
+	if (!arg)
+		return false;
+	*arg++ = '\0';
+	if (strcmp(line, "add") == 0) {
+		if (!umockdev_testbed_add_from_file(bed, arg, &error)) {
+			fprintf(stderr, "umockdev-driver: add %s: %s\n", arg, error->message);
+			return false;
+		}
+	} else if (strcmp(line, "remove") == 0) {
+		umockdev_testbed_uevent(bed, arg, "remove");
+		umockdev_testbed_remove_device(bed, arg);
+	} else if (strcmp(line, "sleep") == 0) {
+		usleep((useconds_t)atoi(arg) * 1000);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	UMockdevTestbed *bed;
+	GError *error = NULL;
+	char line[4096];
+	pid_t pid;
+
+	if (argc < 4 || strcmp(argv[2], "--") != 0) {
+		fprintf(stderr, "usage: umockdev-wrapper umockdev-driver TREE -- CMD [ARG]...\n");
+		return 2;
+	}
+	bed = umockdev_testbed_new();
+	if (!umockdev_testbed_add_from_file(bed, argv[1], &error)) {
+		fprintf(stderr, "umockdev-driver: %s: %s (run under umockdev-wrapper)\n", argv[1],
+			error->message);
+		return 2;
+	}
+	setenv("UMOCKDEV_DIR", umockdev_testbed_get_root_dir(bed), 1);
+	if ((pid = fork()) == 0) {
+		execvp(argv[3], &argv[3]);
+		fprintf(stderr, "umockdev-driver: %s: %s\n", argv[3], strerror(errno));
+		_exit(127);
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (fgets(line, sizeof line, stdin)) {
+		if (!command(bed, line)) {
+			fprintf(stderr, "umockdev-driver: bad command: %s\n", line);
+			break;
+		}
+		printf("ok\n");
+	}
+	int rc = finish(pid);
+	g_object_unref(bed);
+	return rc;
+}
