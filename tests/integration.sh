@@ -567,6 +567,101 @@ test_watch_debounces_a_burst_into_one_run() {
 	expect_eq "$((after - before))" "1" "runs for one burst"
 }
 
+# The hookscript as make install lays it, pointed at this build's binary.
+hookscript() {
+	make -s -C "$TOP" BUILD="$(dirname "$BIN")" SBINDIR="$(dirname "$BIN")" \
+		"$(dirname "$BIN")/dist/usbsync-hookscript" >/dev/null || fail "building the hookscript"
+	echo "$(dirname "$BIN")/dist/usbsync-hookscript"
+}
+
+test_hookscript_chains_another_hook_and_never_fails_a_vm_start() {
+	local hs
+	hs=$(hookscript)
+	vm_start 100
+	conf 100 "3-4.4"
+	printf '#!/bin/sh\necho "$@" >> %s/chain.log\n[ "$2" != pre-start ] || exit 7\n' "$T" > "$T/chain"
+	chmod +x "$T/chain"
+	printf 'USBSYNC_CHAIN_HOOK=%s/chain\n' "$T" > "$T/defaults"
+	export USBSYNC_DEFAULTS=$T/defaults
+	umockdev-run -d "$TREE" -- "$hs" 100 post-start > "$T/out" 2>&1
+	expect_eq "$?" "0" "post-start"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "post-start attached the device"
+	umockdev-run -d "$TREE" -- "$hs" 100 pre-start > /dev/null 2>&1
+	expect_eq "$?" "7" "the chained hook's failure is kept"
+	expect_eq "$(cat "$T/chain.log")" "100 post-start
+100 pre-start" "chained hook got the same arguments"
+	# a usbsync failure (here a config error) never fails the hook...
+	conf 100 "bogus line"
+	umockdev-run -d "$TREE" -- "$hs" 100 post-start > "$T/out" 2>&1
+	expect_eq "$?" "0" "usbsync failure ignored"
+	expect_in "$(cat "$T/out")" "100.usb.conf:1" "but reported"
+	# ...unless asked to
+	printf 'USBSYNC_HOOK_STRICT=1\n' > "$T/defaults"
+	umockdev-run -d "$TREE" -- "$hs" 100 post-start > /dev/null 2>&1
+	expect_eq "$?" "1" "strict mode"
+	# and a VM that is not running is no failure at all
+	umockdev-run -d "$TREE" -- "$hs" 555 post-start > /dev/null 2>&1
+	expect_eq "$?" "0" "vm without socket"
+}
+
+test_make_install_lays_every_file_and_uninstall_removes_them() {
+	local root=$T/root build
+	build=$(dirname "$BIN")
+	make -s -C "$TOP" BUILD="$build" install DESTDIR="$root" > "$T/log" 2>&1 || fail "make install: $(cat "$T/log")"
+	local f
+	for f in usr/local/sbin/usbsync:755 etc/udev/rules.d/90-usbsync.rules:644 \
+		etc/systemd/system/usbsync-reconcile.service:644 etc/systemd/system/usbsync-reconcile.timer:644 \
+		etc/systemd/system/usbsync-watch.service:644 usr/local/share/man/man8/usbsync.8:644 \
+		usr/local/share/usbsync/usbsync-hookscript:755 usr/local/share/usbsync/usbsync.default:644; do
+		[ -f "$root/${f%:*}" ] || fail "missing ${f%:*}"
+		expect_eq "$(stat -c %a "$root/${f%:*}")" "${f#*:}" "mode of ${f%:*}"
+	done
+	expect_in "$(cat "$root/etc/udev/rules.d/90-usbsync.rules")" "/usr/local/sbin/usbsync reconcile --trigger udev" "rule names the binary"
+	expect_not_in "$(cat "$root"/etc/systemd/system/*.service "$root/usr/local/share/usbsync/usbsync-hookscript")" "@SBINDIR@" "paths substituted"
+	"$root/usr/local/sbin/usbsync" --help > /dev/null || fail "installed binary does not run"
+	make -s -C "$TOP" BUILD="$build" uninstall DESTDIR="$root" > "$T/log" 2>&1 || fail "make uninstall: $(cat "$T/log")"
+	expect_eq "$(find "$root" -type f)" "" "files left after uninstall"
+	make -s -C "$TOP" BUILD="$build" install DESTDIR="$root" PREFIX=/usr > /dev/null 2>&1 || fail "PREFIX=/usr"
+	[ -x "$root/usr/sbin/usbsync" ] || fail "PREFIX not honoured"
+}
+
+test_systemd_units_and_udev_rule_are_well_formed() {
+	local root=$T/root build units
+	build=$(dirname "$BIN")
+	# point the units at this build so verify finds the binary
+	make -s -C "$TOP" BUILD="$build" install DESTDIR="$root" SBINDIR="$build" > /dev/null 2>&1 || fail "install"
+	units=$root/etc/systemd/system
+	if command -v systemd-analyze > /dev/null; then
+		(cd "$units" && systemd-analyze verify --man=no usbsync-reconcile.service usbsync-reconcile.timer \
+			usbsync-watch.service) > "$T/verify" 2>&1 || fail "systemd-analyze verify: $(cat "$T/verify")"
+		expect_eq "$(cat "$T/verify")" "" "systemd-analyze verify is silent"
+	else
+		echo "    (systemd-analyze not installed: unit check skipped)"
+	fi
+	local rule=$root/etc/udev/rules.d/90-usbsync.rules
+	if udevadm verify --help > /dev/null 2>&1; then
+		udevadm verify "$rule" > "$T/verify" 2>&1 || fail "udevadm verify: $(cat "$T/verify")"
+	fi
+	# Structure, checked here whatever udev version: each rule, continuation
+	# lines joined, is KEY op "value" items separated by commas; it matches
+	# usb_device add/remove and RUNs systemd-run without blocking.
+	awk '
+		/^#/ || /^$/ { next }
+		{ line = line $0 } /\\$/ { sub(/\\$/, "", line); next }
+		{
+			rest = line; line = ""
+			while (rest != "") {
+				if (!match(rest, /^[ ,]*[A-Z]+(\{[A-Za-z_]+\})?(==|!=|\+=|=|:=)"[^"]*"/)) { print "bad: " rest; exit 1 }
+				rest = substr(rest, RLENGTH + 1); sub(/^[ ,]+/, "", rest)
+			}
+		}' "$rule" > "$T/rulecheck" || fail "rule does not parse: $(cat "$T/rulecheck")"
+	local r
+	r=$(cat "$rule")
+	expect_in "$r" 'ACTION=="add|remove", SUBSYSTEM=="usb", ENV{DEVTYPE}=="usb_device"' "rule matches"
+	expect_in "$r" 'RUN+="/usr/bin/systemd-run --no-block' "hands off to systemd"
+	expect_in "$r" '--setenv=ACTION=$env{ACTION} --setenv=DEVPATH=$env{DEVPATH}' "passes the trigger"
+}
+
 # ---- runner ------------------------------------------------------------------
 
 passed=0 failed=0 failures=""
