@@ -60,8 +60,27 @@ us() {
 	ERR=$(cat "$T/err")
 }
 
+# vm_proxied NAME MODE [ARGS...]: a VM whose monitor is reached through
+# tests/qmp-proxy, which injects the fault MODE names
+vm_proxied() {
+	local name=$1; shift
+	mkdir -p "$T/real"
+	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 -device qemu-xhci,id=xhci \
+		-qmp "unix:$T/real/$name.qmp,server=on,wait=off" \
+		-daemonize -pidfile "$T/$name.pid" >/dev/null 3>&- || fail "qemu $name did not start"
+	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
+	"$TOP/tests/qmp-proxy" "$T/qmp/$name.qmp" "$T/real/$name.qmp" "$@" > "$T/proxy.$name" 2>&1 3>&- &
+	PROXY_PID=$!
+	VMPIDS="$VMPIDS $PROXY_PID"
+	wait_until 3000 grep -q ready "$T/proxy.$name" || fail "proxy for $name did not start"
+}
+
 # usb VM: the VM's usb-host devices as QEMU reports them, "id hostbus hostport bus port"
-usb() { "$PEEK" "$T/qmp/$1.qmp" usb || fail "qmp-peek $1 failed"; }
+usb() {
+	local sock=$T/qmp/$1.qmp
+	[ -S "$T/real/$1.qmp" ] && sock=$T/real/$1.qmp
+	"$PEEK" "$sock" usb || fail "qmp-peek $1 failed"
+}
 usb_ids() { usb "$1" | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//'; }
 qmp_run() { "$PEEK" "$T/qmp/$1.qmp" run "${@:2}" > /dev/null || fail "qmp run on $1 failed"; }
 
@@ -660,6 +679,121 @@ test_systemd_units_and_udev_rule_are_well_formed() {
 	expect_in "$r" 'ACTION=="add|remove", SUBSYSTEM=="usb", ENV{DEVTYPE}=="usb_device"' "rule matches"
 	expect_in "$r" 'RUN+="/usr/bin/systemd-run --no-block' "hands off to systemd"
 	expect_in "$r" '--setenv=ACTION=$env{ACTION} --setenv=DEVPATH=$env{DEVPATH}' "passes the trigger"
+}
+
+test_qemu_killed_mid_run_fails_that_vm_only() {
+	vm_proxied 100 kill-on device_add "$T/100.pid"
+	vm_start 101
+	conf 100 "3-4.4"
+	conf 101 "1-1"
+	us reconcile
+	expect_rc 1
+	expect_in "$OUT$ERR" "usbhost3-4.4" "failure names the device"
+	expect_eq "$(usb_ids 101)" "usbhost1-1" "other vm reconciled"
+	expect_in "$(history_json --vm 100)" '"result":"failed"' "failure recorded"
+}
+
+test_replies_dribbled_byte_by_byte_between_events_still_work() {
+	vm_proxied 100 dribble
+	conf 100 "3-4"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4" "devices"
+	tree_without 3-4.1.4
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.4" "after unplug"
+}
+
+test_garbage_from_qemu_is_a_clean_error_for_that_vm() {
+	local deep i=0 payload
+	deep=$(printf '[%.0s' $(seq 5000))
+	{ printf '{"return": "'; head -c 2000000 /dev/zero | tr '\0' a; printf '"}'; } > "$T/huge"
+	vm_start 101
+	conf 101 "1-1"
+	conf 100 "3-4.4"
+	for payload in '{"return": [' $'{"return": "\xff\xfe"}' "$deep" "@$T/huge" '{"return": 5}' \
+		'{"error": 7}' 'null' '{"return": {}} trailing' $'\x1b[2J'; do
+		i=$((i + 1))
+		vm_proxied "100" replace device_add "$payload"
+		us reconcile
+		[ "$RC" -eq 1 ] || fail "payload $i: exit $RC; $ERR"
+		expect_in "$ERR$OUT" "100" "payload $i: error names the vm"
+		case "$ERR$OUT" in *$'\x1b'*) fail "payload $i: raw escape printed" ;; esac
+		expect_eq "$(usb_ids 101)" "usbhost1-1" "payload $i: other vm fine"
+		kill "$(cat "$T/100.pid")" "$PROXY_PID"
+		wait "$PROXY_PID" 2>/dev/null
+		rm -f "$T/qmp/100.qmp" "$T/real/100.qmp"
+	done
+}
+
+test_error_reply_to_device_add_is_reported() {
+	vm_proxied 100 error-on device_add GenericError "Duplicate ID 'usbhost3-4.4' for device"
+	conf 100 "3-4.4"
+	us reconcile
+	expect_rc 1
+	expect_in "$OUT" "GenericError: Duplicate ID" "QEMU's words reach the report"
+	expect_in "$(history_json)" "Duplicate ID" "and the history"
+}
+
+test_locked_or_broken_history_never_blocks_devices() {
+	vm_start 100
+	conf 100 "3-4.4"
+	us reconcile --dry-run   # creates the database
+	python3 -c '
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(6)' "$T/db/history.db" > "$T/locker" &
+	local locker=$!
+	wait_until 3000 grep -q locked "$T/locker" || fail "locker"
+	us reconcile
+	kill $locker 2>/dev/null; wait $locker 2>/dev/null
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "device attached while the db was locked"
+	expect_in "$ERR" "warning: history" "warning names the problem"
+	expect_in "$ERR" "history.db" "and the file"
+	# a database that cannot be written at all
+	conf 100 "1-1"
+	USBSYNC_DB=/dev/full us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost1-1" "device moved with no usable db"
+	expect_in "$ERR" "warning: history" "warning"
+	USBSYNC_DB=/proc/usbsync/history.db us reconcile
+	expect_rc 0
+	expect_in "$ERR" "/proc/usbsync" "names the path"
+}
+
+test_bad_config_files_are_confined_to_their_vm() {
+	vm_start 100
+	vm_start 101
+	vm_start 102
+	printf '3-4.4\r\n# windows line ends\r\n' > "$T/cfg/100.usb.conf"
+	mkdir "$T/cfg/101.usb.conf"
+	printf '1-1\n\0port 1-2\n' > "$T/cfg/102.usb.conf"
+	us reconcile
+	expect_rc 2
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "CRLF config works"
+	expect_in "$ERR" "101.usb.conf: not a regular file" "directory named"
+	expect_in "$ERR" "102.usb.conf:2: NUL byte" "NUL named with its line"
+	expect_eq "$(usb_ids 102)" "" "vm with broken config untouched"
+	chmod 666 "$T/cfg/100.usb.conf"
+	us reconcile
+	expect_rc 2
+	expect_in "$ERR" "writable by group or others" "untrusted config refused"
+}
+
+test_hostile_udev_environment_is_not_trusted() {
+	vm_start 100
+	conf 100 "3-4.4"
+	ACTION='add;rm -rf /' DEVPATH=$'/devices/../../etc\n' us reconcile
+	expect_rc 0
+	expect_in "$ERR" "ignoring malformed ACTION/DEVPATH" "warned"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "still reconciled"
+	local h
+	h=$(history_json)
+	expect_in "$h" '"trigger":"udev","action":null,"devpath":null' "nothing of it stored"
 }
 
 # ---- runner ------------------------------------------------------------------
