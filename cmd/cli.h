@@ -124,6 +124,12 @@ struct reconcile_opts {
 	int64_t prune_before_ms; /* after recording, prune history older; 0 = not */
 };
 
+#define CLI_VMS_MAX 256 /* --vm given at most this often */
+
+/* Take one --vm argument into vms[*n] (room for CLI_VMS_MAX); false after
+ * saying why on stderr when it is not a VM name or one too many. */
+bool cli_vm_arg(char **vms, size_t *n, char *arg);
+
 /* Wall clock in ms since the epoch. */
 int64_t cli_now_ms(void);
 

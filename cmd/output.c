@@ -121,6 +121,17 @@ void out_json_str(FILE *f, const char *s)
 	free(buf);
 }
 
+bool cli_vm_arg(char **vms, size_t *n, char *arg)
+{
+	if (*n == CLI_VMS_MAX || !config_vm_name_valid(arg)) {
+		fprintf(stderr, "usbsync: --vm '%s': not a VM name (or more than %d)\n",
+			out_escape(arg), CLI_VMS_MAX);
+		return false;
+	}
+	vms[(*n)++] = arg;
+	return true;
+}
+
 const char *out_vidpid(const struct usbdev *d, char buf[10])
 {
 	if (!d)

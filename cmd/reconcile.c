@@ -7,8 +7,6 @@
 
 #include "reconcile/port.h"
 
-#define VM_FILTER_MAX 256
-
 static bool valid_action(const char *a)
 {
 	static const char *const ok[] = { "add", "remove", "change", "bind", "unbind",
@@ -172,7 +170,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	char *vms[VM_FILTER_MAX];
+	char *vms[CLI_VMS_MAX];
 	size_t nvms = 0;
 	struct reconcile_opts o = { 0 };
 	const char *trigger = NULL;
@@ -184,12 +182,8 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		switch (c) {
 		case 'v':
-			if (nvms == VM_FILTER_MAX || !config_vm_name_valid(optarg)) {
-				fprintf(stderr, "usbsync: --vm '%s': not a VM name (or too many)\n",
-					out_escape(optarg));
+			if (!cli_vm_arg(vms, &nvms, optarg))
 				return EXIT_USAGE;
-			}
-			vms[nvms++] = optarg;
 			break;
 		case 'n': o.dry_run = true; break;
 		case 'c': o.check = o.dry_run = true; break;

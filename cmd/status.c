@@ -6,8 +6,6 @@
 
 #include "reconcile/port.h"
 
-#define VM_FILTER_MAX 256
-
 static void print_vm(const struct run *r, const struct vm_run *v)
 {
 	struct table *t;
@@ -48,7 +46,7 @@ int cmd_status(int argc, char **argv, const struct globals *g)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	char *vms[VM_FILTER_MAX];
+	char *vms[CLI_VMS_MAX];
 	size_t nvms = 0;
 	bool json = false;
 	int c;
@@ -57,12 +55,8 @@ int cmd_status(int argc, char **argv, const struct globals *g)
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		switch (c) {
 		case 'v':
-			if (nvms == VM_FILTER_MAX || !config_vm_name_valid(optarg)) {
-				fprintf(stderr, "usbsync: --vm '%s': not a VM name (or too many)\n",
-					out_escape(optarg));
+			if (!cli_vm_arg(vms, &nvms, optarg))
 				return EXIT_USAGE;
-			}
-			vms[nvms++] = optarg;
 			break;
 		case 'j': json = true; break;
 		case 'h': printf("usage: usbsync status [--vm VM]... [--json]\n"); return EXIT_OK;
