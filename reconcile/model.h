@@ -45,6 +45,9 @@ struct usbdev {
 	char product[USB_STR_MAX];      /* raw, may hold any byte but NUL */
 	char manufacturer[USB_STR_MAX];
 	char serial[USB_STR_MAX];
+	/* Why the host uses this device's disk ("/dev/sdb1 on /mnt/backup"),
+	 * "" when it does not: such a device is never passed through. */
+	char in_use[160];
 };
 
 enum hc_kind { HC_UNKNOWN = 0, HC_UHCI, HC_OHCI, HC_EHCI, HC_XHCI };
@@ -70,7 +73,15 @@ struct guest_dev {
 	bool is_host;             /* type is usb-host: the host* fields hold */
 	unsigned hostbus;         /* 0 when unset */
 	char hostport[PORT_STR_MAX]; /* "4.1.2", "" when unset */
+	bool from_id;             /* hostbus/hostport were not read but taken from
+				     the id (a quick read); bus and guest_port unknown */
 };
+
+/* What of a VM was read, for vm_actual.known (qmp.h says what each costs;
+ * the planner needs none of these bits). */
+#define ACTUAL_IDS 1u      /* devices with an id: the managed ones only */
+#define ACTUAL_DEVICES 2u  /* every USB bus and device, as QEMU reports it */
+#define ACTUAL_PORTS 4u    /* every bus's port count */
 
 /* What one VM holds.  Owned by whoever filled it (qmp_read_usb: free with
  * qmp_actual_clear; tests may point at arrays of their own). */
@@ -79,6 +90,7 @@ struct vm_actual {
 	size_t nbuses;
 	struct guest_dev *devs;
 	size_t ndevs;
+	unsigned known;           /* ACTUAL_* bits: what the rest is made of */
 };
 
 #endif

@@ -247,6 +247,12 @@ static bool plan_wanted(struct ctx *c, size_t i)
 		snprintf(it->why, sizeof it->why, "wanted by vms %s: not attached anywhere", who);
 	} else if (cl->kind != CLAIM_VM || cl->vm != c->vm) {
 		return true;
+	} else if (dev->in_use[0]) {
+		/* usb-host would detach the host's driver mid-write.  Only adds
+		 * are refused: a device already attached stays (plan_managed). */
+		if (!(it = new_item(c, ITEM_SKIPPED, OP_NONE)))
+			return false;
+		snprintf(it->why, sizeof it->why, "in use by host (%s)", dev->in_use);
 	} else if ((holder = foreign_holder(c->actual, dev))) {
 		if (!(it = new_item(c, ITEM_SKIPPED, OP_NONE)))
 			return false;

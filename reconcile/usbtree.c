@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconcile/hostuse.h"
 #include "reconcile/port.h"
 
 /* sysfs attribute names, all in one place. */
@@ -140,8 +141,12 @@ static bool push(struct usbtree *t, const struct usbdev *d)
 	return true;
 }
 
-/* Read one enumerated entry; false only when the tree cannot grow. */
-static bool read_one(struct udev *udev, const char *syspath, struct usbtree *t)
+/* Read one enumerated entry; false only when the tree cannot grow.  Every
+ * non-hub device is asked whether the host uses a disk of it: not only
+ * class 08 interfaces carry disks (usb-storage's unusual_devs and the
+ * ums-* drivers bind vendor-class ones, e.g. Realtek card readers). */
+static bool read_one(struct udev *udev, const char *syspath, struct usbtree *t,
+		     const struct hostuse_paths *hp)
 {
 	struct udev_device *dev = udev_device_new_from_syspath(udev, syspath);
 	const char *type, *name;
@@ -155,9 +160,12 @@ static bool read_one(struct udev *udev, const char *syspath, struct usbtree *t)
 	type = udev_device_get_devtype(dev);
 	name = udev_device_get_sysname(dev);
 	if (type && strcmp(type, "usb_device") == 0 && name && strncmp(name, "usb", 3) != 0) {
-		if (usbtree_parse_device(name, udev_attr, dev, &d, NULL))
+		if (usbtree_parse_device(name, udev_attr, dev, &d, NULL)) {
+			if (!d.hub)
+				hostuse_check(hp, udev_device_get_syspath(dev), d.in_use,
+					      sizeof d.in_use);
 			ok = push(t, &d);
-		else
+		} else
 			t->skipped++;
 	}
 	udev_device_unref(dev);
@@ -169,9 +177,11 @@ bool usbtree_read(struct usbtree *out, struct err *e)
 	struct udev *udev = udev_new();
 	struct udev_enumerate *en = NULL;
 	struct udev_list_entry *it;
+	struct hostuse_paths hp;
 	bool ok = false;
 
 	memset(out, 0, sizeof *out);
+	hostuse_paths_default(&hp);
 	if (!udev)
 		return err_set(e, ERR_IO, "udev_new failed");
 	en = udev_enumerate_new(udev);
@@ -182,7 +192,7 @@ bool usbtree_read(struct usbtree *out, struct err *e)
 	}
 	ok = true;
 	udev_list_entry_foreach(it, udev_enumerate_get_list_entry(en)) {
-		if (!read_one(udev, udev_list_entry_get_name(it), out)) {
+		if (!read_one(udev, udev_list_entry_get_name(it), out, &hp)) {
 			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
 				     USBTREE_DEVS_MAX);
 			break;

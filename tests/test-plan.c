@@ -377,3 +377,79 @@ Test(plan, free_port_search_goes_down_and_stops_at_one)
 	b.nports = 0;
 	cr_expect_eq(plan_free_port(&b, 200), 0);
 }
+
+/* ---- the host's own disks ---- */
+
+static void host_uses(const char *port, const char *why)
+{
+	struct port p;
+	cr_assert(port_parse(port, &p));
+	struct usbdev *d = (struct usbdev *)usbtree_find(&F.tree, &p);
+	cr_assert_not_null(d, "no host device %s", port);
+	snprintf(d->in_use, sizeof d->in_use, "%s", why);
+}
+
+Test(plan, disk_the_host_uses_is_skipped_with_why_and_the_rest_still_attach)
+{
+	blog_tree();
+	host_uses("3-4.1.4", "/dev/sdb1 on /mnt/backup");
+	vm("100", "port 3-4.1\n");
+	bus("xhci.0", HC_XHCI, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:4; add usbhost3-4.1.2@xhci.0:3; "
+				    "skipped usbhost3-4.1.4");
+	const struct plan_item *it = item("usbhost3-4.1.4");
+	cr_expect_eq(it->op, OP_NONE);
+	cr_expect_not(it->error, "skipping is the rule working, not a failure");
+	cr_expect_str_eq(it->why, "in use by host (/dev/sdb1 on /mnt/backup)");
+	cr_expect_eq(it->dev, usbtree_find(&F.tree, &it->port));
+}
+
+Test(plan, disk_already_attached_stays_even_if_the_host_shows_it_in_use)
+{
+	blog_tree();
+	host_uses("3-4.1.4", "/dev/sdb is held open exclusively");
+	vm("100", "port 3-4.1.4\n");
+	bus("xhci.0", HC_XHCI, 4);
+	guest("usbhost3-4.1.4", 4, 3, "4.1.4");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "attached usbhost3-4.1.4");
+	cr_expect_eq(plan_changes(&F.plan), 0);
+}
+
+Test(plan, disk_in_use_that_no_rule_wants_is_not_mentioned)
+{
+	blog_tree();
+	host_uses("3-4.1.4", "/dev/sdb1 on /");
+	vm("100", "port 3-4.4\n");
+	bus("xhci.0", HC_XHCI, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.4@xhci.0:4");
+}
+
+Test(plan, disk_in_use_and_unwanted_is_still_removed_from_the_vm)
+{
+	blog_tree();
+	host_uses("3-4.1.4", "/dev/sdb1 on /mnt");
+	vm("100", "port 3-4\nexclude device 0781:5567\n");
+	bus("xhci.0", HC_XHCI, 8);
+	guest("usbhost3-4.1.4", 8, 3, "4.1.4");
+	plan_for("100");
+	cr_expect_eq(item("usbhost3-4.1.4")->op, OP_DEL);
+}
+
+Test(plan, longest_in_use_reason_fits_the_why)
+{
+	blog_tree();
+	struct port p;
+	cr_assert(port_parse("3-4.1.4", &p));
+	struct usbdev *d = (struct usbdev *)usbtree_find(&F.tree, &p);
+	memset(d->in_use, 'x', sizeof d->in_use - 1);
+	d->in_use[sizeof d->in_use - 1] = '\0';
+	vm("100", "port 3-4.1.4\n");
+	bus("xhci.0", HC_XHCI, 4);
+	plan_for("100");
+	const char *why = item("usbhost3-4.1.4")->why;
+	cr_expect_eq(strlen(why), strlen("in use by host ()") + sizeof d->in_use - 1);
+	cr_expect_eq(why[strlen(why) - 1], ')');
+}

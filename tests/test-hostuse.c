@@ -1,0 +1,550 @@
+/* Disks the host uses: a fake sysfs in a temp dir, fake mountinfo and
+ * swaps, real block devices for the kernel's EBUSY answer, and the
+ * disk.umockdev tree through usbtree_read. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <umockdev.h>
+#include <unistd.h>
+
+#include "reconcile/hostuse.h"
+#include "reconcile/port.h"
+#include "reconcile/usbtree.h"
+
+/* ---- a fake sysfs, built through domain verbs ---- */
+
+/* snprintf into an array, failing the test rather than cutting a path. */
+#define FMT(buf, ...) cr_assert_lt((size_t)snprintf(buf, sizeof buf, __VA_ARGS__), sizeof buf)
+
+#define USB "/sys/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1"
+#define STICK USB "/3-4.1.4"
+
+static char root[64];
+static char mountinfo[128], swaps[128];
+static char disk_dir[2048]; /* the last usb_disk's block dir */
+static struct hostuse_paths P;
+static char why[160];
+
+static void fx_init(void)
+{
+	FMT(root, "/tmp/test-hostuse-XXXXXX");
+	cr_assert_not_null(mkdtemp(root));
+	FMT(mountinfo, "%s/mountinfo", root);
+	FMT(swaps, "%s/swaps", root);
+	P = (struct hostuse_paths){ .sysroot = root, .devdir = "/nonexistent-dev",
+				    .mountinfo = mountinfo, .swaps = swaps };
+	FILE *f = fopen(mountinfo, "w");
+	cr_assert_not_null(f);
+	fputs("26 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n", f);
+	fclose(f);
+	f = fopen(swaps, "w");
+	cr_assert_not_null(f);
+	fputs("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n", f);
+	fclose(f);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static void fx_fini(void)
+{
+	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* mkdir -p root/<rel> */
+static void mk(const char *rel)
+{
+	char path[8192];
+	FMT(path, "%s%s", root, rel);
+	for (char *p = path + strlen(root) + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(path, 0755);
+		*p = '/';
+	}
+	cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
+}
+
+/* mkdir -p root/<dir>/<sub> */
+static void mk_in(const char *dir, const char *sub)
+{
+	char rel[4096];
+	FMT(rel, "%s/%s", dir, sub);
+	mk(rel);
+}
+
+/* root/<dir>/<name> = value + "\n", as sysfs prints it */
+static void attr(const char *dir, const char *name, const char *value)
+{
+	char path[8192];
+	FMT(path, "%s%s/%s", root, dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fprintf(f, "%s\n", value);
+	fclose(f);
+}
+
+static void symlink_at(const char *target, const char *dir, const char *name)
+{
+	char path[1024];
+	FMT(path, "%s%s/%s", root, dir, name);
+	cr_assert_eq(symlink(target, path), 0, "%s: %s", path, strerror(errno));
+}
+
+/* A USB device at `dev` with interface `iface` (class cls) and, if `disk`
+ * is given, a SCSI disk on SCSI host `host` with that major:minor. */
+static void usb_disk_on(const char *dev, const char *iface, const char *cls, int host,
+			const char *disk, const char *majmin)
+{
+	char d[1024];
+	FMT(d, "%s/%s", dev, iface);
+	mk(d);
+	attr(d, "bInterfaceClass", cls);
+	attr(dev, "bDeviceClass", "00");
+	if (!disk)
+		return;
+	FMT(disk_dir, "%s/host%d/target%d:0:0/%d:0:0:0/block/%s", d, host,
+		 host, host, disk);
+	mk_in(disk_dir, "holders");
+	mk_in(disk_dir, "queue");
+	attr(disk_dir, "dev", majmin);
+	attr(disk_dir, "removable", "1");
+	/* What real sysfs has beside the disk: links out of the subtree. */
+	symlink_at("../../../../../../../../../../../../class/block", disk_dir, "subsystem");
+}
+
+static void usb_disk(const char *disk, const char *majmin)
+{
+	usb_disk_on(STICK, "3-4.1.4:1.0", "08", 6, disk, majmin);
+}
+
+static void partition(const char *name, const char *majmin)
+{
+	char d[4096];
+	FMT(d, "%s/%s", disk_dir, name);
+	mk_in(d, "holders");
+	attr(d, "dev", majmin);
+	attr(d, "partition", "1");
+}
+
+/* `holder` (dm-0, md127) stacks on `blk`: the disk itself or a partition. */
+static void held_by(const char *blk, const char *holder)
+{
+	char d[4096];
+	const char *last = strrchr(disk_dir, '/') + 1;
+	if (strcmp(blk, last) == 0)
+		FMT(d, "%s/holders", disk_dir);
+	else
+		FMT(d, "%s/%s/holders", disk_dir, blk);
+	symlink_at("../../../../../../virtual/block/dm-0", d, holder);
+}
+
+static void append(const char *path, const char *line)
+{
+	FILE *f = fopen(path, "a");
+	cr_assert_not_null(f);
+	fprintf(f, "%s\n", line);
+	fclose(f);
+}
+
+/* A mountinfo line for major:minor at (escaped) `where` from `source`. */
+static void mounted(const char *majmin, const char *where, const char *fstype, const char *source)
+{
+	char line[1024];
+	FMT(line, "97 26 %s / %s rw,nosuid,nodev,relatime shared:52 - %s %s rw",
+		 majmin, where, fstype, source);
+	append(mountinfo, line);
+}
+
+static void swap_on(const char *path)
+{
+	char line[256];
+	FMT(line, "%s                               partition\t1048572\t\t0\t\t-2", path);
+	append(swaps, line);
+}
+
+static bool check(const char *syspath)
+{
+	memset(why, 'Z', sizeof why);
+	return hostuse_check(&P, syspath, why, sizeof why);
+}
+
+TestSuite(hostuse, .init = fx_init, .fini = fx_fini);
+
+/* ---- what counts as in use ---- */
+
+Test(hostuse, mounted_partition_names_the_partition_and_mount_point)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	partition("sdb2", "8:18");
+	mounted("8:18", "/mnt/backup", "ext4", "/dev/sdb2");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb2 on /mnt/backup");
+}
+
+Test(hostuse, mounted_whole_disk)
+{
+	usb_disk("sdb", "8:16");
+	mounted("8:16", "/media/usb", "vfat", "/dev/sdb");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb on /media/usb");
+}
+
+Test(hostuse, mount_is_matched_by_number_not_by_the_name_it_was_mounted_as)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	mounted("8:17", "/srv", "xfs", "/dev/disk/by-label/SRV");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb1 on /srv");
+}
+
+Test(hostuse, btrfs_anonymous_device_number_is_matched_by_its_source)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	mounted("0:45", "/data", "btrfs", "/dev/sdb1");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb1 on /data");
+}
+
+Test(hostuse, escaped_mount_points_are_decoded)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	mounted("8:17", "/media/me/My\\040Backup\\011Disk\\134x", "exfat", "/dev/sdb1");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb1 on /media/me/My Backup\tDisk\\x");
+}
+
+Test(hostuse, swap_partition)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	partition("sdb2", "8:18");
+	swap_on("/dev/sdb2");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb2 is swap");
+}
+
+Test(hostuse, partition_held_by_device_mapper)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	held_by("sdb1", "dm-0");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb1 held by dm-0");
+}
+
+Test(hostuse, whole_disk_held_by_md)
+{
+	usb_disk("sdb", "8:16");
+	held_by("sdb", "md127");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb held by md127");
+}
+
+Test(hostuse, second_lun_of_a_card_reader_counts)
+{
+	usb_disk_on(STICK, "3-4.1.4:1.0", "08", 6, "sdb", "8:16");
+	usb_disk_on(STICK, "3-4.1.4:1.0", "08", 6, "sdc", "8:32"); /* same host, other LUN */
+	char lun[1024];
+	FMT(lun, "%s/3-4.1.4:1.0/host6/target6:0:0/6:0:0:1/block/sdd", STICK);
+	mk(lun);
+	attr(lun, "dev", "8:48");
+	mounted("8:48", "/mnt/sd", "vfat", "/dev/sdd");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdd on /mnt/sd");
+}
+
+Test(hostuse, vendor_class_interface_with_a_disk_counts)
+{
+	/* ums-realtek and usb-storage's unusual_devs bind class ff. */
+	usb_disk_on(STICK, "3-4.1.4:1.0", "ff", 7, "sdb", "8:16");
+	mounted("8:16", "/mnt", "vfat", "/dev/sdb");
+	cr_expect(check(STICK));
+}
+
+/* ---- what does not ---- */
+
+Test(hostuse, disk_nobody_uses_is_free_and_why_is_empty)
+{
+	usb_disk("sdb", "8:16");
+	partition("sdb1", "8:17");
+	mounted("8:1", "/boot", "ext4", "/dev/sda1");
+	mounted("9:17", "/md", "ext4", "/dev/md17");   /* same minor, other major */
+	mounted("0:45", "/data", "btrfs", "/dev/sdb10"); /* a name that only starts alike */
+	swap_on("/dev/sda2");
+	swap_on("/swapfile");
+	cr_expect_not(check(STICK));
+	cr_expect_str_eq(why, "");
+}
+
+Test(hostuse, device_without_a_disk_reads_neither_mountinfo_nor_swaps)
+{
+	usb_disk_on(STICK, "3-4.1.4:1.0", "03", 0, NULL, NULL);
+	P.mountinfo = "/nonexistent/mountinfo";
+	cr_expect_not(check(STICK));
+	cr_expect_str_eq(why, "");
+}
+
+Test(hostuse, device_whose_block_dir_vanished_is_free)
+{
+	usb_disk_on(STICK, "3-4.1.4:1.0", "08", 6, NULL, NULL);
+	mk(STICK "/3-4.1.4:1.0/host6/target6:0:0/6:0:0:0"); /* the disk went, the LUN is left */
+	mounted("8:16", "/mnt", "vfat", "/dev/sdb");
+	cr_expect_not(check(STICK));
+}
+
+Test(hostuse, disk_whose_dev_attribute_vanished_is_left_out)
+{
+	usb_disk("sdb", "8:16");
+	char dev[4096];
+	FMT(dev, "%s%s/dev", root, disk_dir);
+	cr_assert_eq(unlink(dev), 0);
+	mounted("8:16", "/mnt", "vfat", "/dev/sdb");
+	cr_expect_not(check(STICK));
+}
+
+Test(hostuse, unplugged_device_is_free)
+{
+	cr_expect_not(check(STICK));
+	cr_expect_str_eq(why, "");
+}
+
+Test(hostuse, symlinks_out_of_the_device_are_never_followed)
+{
+	/* A disk elsewhere in sysfs, mounted; the stick's LUN and interface
+	 * only link to it. */
+	mk("/sys/devices/virtual/block/sdz/block/sdz");
+	attr("/sys/devices/virtual/block/sdz/block/sdz", "dev", "8:16");
+	mk("/sys/devices/virtual/host9/target9:0:0/9:0:0:0/block/sdy");
+	attr("/sys/devices/virtual/host9/target9:0:0/9:0:0:0/block/sdy", "dev", "8:32");
+	usb_disk_on(STICK, "3-4.1.4:1.0", "08", 6, NULL, NULL);
+	mk(STICK "/3-4.1.4:1.0/host6/target6:0:0/6:0:0:0");
+	char target[1024];
+	FMT(target, "%s/sys/devices/virtual/block/sdz/block", root);
+	symlink_at(target, STICK "/3-4.1.4:1.0/host6/target6:0:0/6:0:0:0", "block");
+	FMT(target, "%s/sys/devices/virtual/host9", root);
+	symlink_at(target, STICK "/3-4.1.4:1.0", "host9");
+	mounted("8:16", "/mnt", "vfat", "/dev/sdz");
+	mounted("8:32", "/mnt2", "vfat", "/dev/sdy");
+	cr_expect_not(check(STICK), "%s", why);
+}
+
+Test(hostuse, other_devices_interfaces_and_lookalike_dirs_are_not_walked)
+{
+	/* 3-4.1.4's tree must not reach into 3-4.1.40's, nor into dirs that
+	 * only start like an interface. */
+	usb_disk_on(USB "/3-4.1.40", "3-4.1.40:1.0", "08", 6, "sdb", "8:16");
+	mk(STICK "/3-4.1.4:1.0x/host6/target6:0:0/6:0:0:0/block/sdc");
+	attr(STICK "/3-4.1.4:1.0x/host6/target6:0:0/6:0:0:0/block/sdc", "dev", "8:32");
+	mounted("8:16", "/mnt", "vfat", "/dev/sdb");
+	mounted("8:32", "/mnt2", "vfat", "/dev/sdc");
+	cr_expect_not(check(STICK), "%s", why);
+	cr_expect(check(USB "/3-4.1.40"));
+}
+
+Test(hostuse, garbage_in_mountinfo_and_swaps_is_skipped)
+{
+	usb_disk("sdb", "8:16");
+	append(mountinfo, "");
+	append(mountinfo, "garbage");
+	append(mountinfo, "1 2 8:16");
+	append(mountinfo, "1 2 8:16x / /x rw - ext4 /dev/sdb rw");
+	append(mountinfo, "1 2 99999999999:16 / /x rw - ext4 /dev/sdq rw");
+	append(mountinfo, "1 2 8: / /x rw - ext4");
+	append(swaps, "");
+	append(swaps, "/dev/sdb");
+	cr_expect_not(check(STICK), "%s", why);
+}
+
+/* ---- when it cannot tell ---- */
+
+Test(hostuse, unreadable_mountinfo_means_in_use)
+{
+	usb_disk("sdb", "8:16");
+	P.mountinfo = "/nonexistent/mountinfo";
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "cannot tell: /nonexistent/mountinfo: No such file or directory");
+}
+
+Test(hostuse, missing_swaps_means_a_kernel_without_swap)
+{
+	usb_disk("sdb", "8:16");
+	P.swaps = "/nonexistent/swaps";
+	cr_expect_not(check(STICK));
+}
+
+Test(hostuse, long_reason_is_cut_to_fit)
+{
+	char where[400];
+	usb_disk("sdb", "8:16");
+	memset(where, 'm', sizeof where - 1);
+	where[0] = '/';
+	where[sizeof where - 1] = '\0';
+	mounted("8:16", where, "vfat", "/dev/sdb");
+	cr_expect(check(STICK));
+	cr_expect_eq(strlen(why), sizeof why - 1);
+	cr_expect(strncmp(why, "/dev/sdb on /mmm", 16) == 0, "%s", why);
+}
+
+Test(hostuse, environment_overrides_the_proc_files)
+{
+	struct hostuse_paths p;
+	unsetenv(HOSTUSE_MOUNTINFO_ENV);
+	unsetenv(HOSTUSE_SWAPS_ENV);
+	hostuse_paths_default(&p);
+	cr_expect_str_eq(p.mountinfo, "/proc/self/mountinfo");
+	cr_expect_str_eq(p.swaps, "/proc/swaps");
+	cr_expect_str_eq(p.sysroot, "");
+	cr_expect_str_eq(p.devdir, "/dev");
+	setenv(HOSTUSE_MOUNTINFO_ENV, "/tmp/mi", 1);
+	setenv(HOSTUSE_SWAPS_ENV, "/tmp/sw", 1);
+	hostuse_paths_default(&p);
+	cr_expect_str_eq(p.mountinfo, "/tmp/mi");
+	cr_expect_str_eq(p.swaps, "/tmp/sw");
+}
+
+/* ---- the kernel's answer: O_EXCL on a real block device ---- */
+
+/* A whole-disk block device of this machine, open with O_EXCL by us (fd
+ * >= 0) or already held by the host (fd == -1); false if there is none. */
+static bool real_disk(char *name, size_t n, char *majmin, int *fd)
+{
+	FILE *ls = popen("ls /sys/class/block", "r");
+	char line[64];
+	bool found = false;
+
+	cr_assert_not_null(ls);
+	while (!found && fgets(line, sizeof line, ls)) {
+		char path[128], dev[32] = "";
+		unsigned maj, min;
+		struct stat st;
+		line[strcspn(line, "\n")] = '\0';
+		FMT(path, "/sys/class/block/%s/partition", line);
+		if (access(path, F_OK) == 0)
+			continue;
+		FMT(path, "/sys/class/block/%s/dev", line);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		found = fgets(dev, sizeof dev, f) && sscanf(dev, "%u:%u", &maj, &min) == 2;
+		fclose(f);
+		FMT(path, "/dev/%s", line);
+		found = found && stat(path, &st) == 0 && S_ISBLK(st.st_mode) &&
+			st.st_rdev == makedev(maj, min);
+		if (found) {
+			*fd = open(path, O_RDONLY | O_EXCL | O_NONBLOCK | O_CLOEXEC);
+			found = *fd >= 0 || errno == EBUSY;
+			snprintf(name, n, "%s", line);
+			snprintf(majmin, 32, "%u:%u", maj, min);
+		}
+	}
+	pclose(ls);
+	return found;
+}
+
+/* umockdev's preload (make runs unit tests under umockdev-wrapper) turns
+ * EBUSY from opening a /dev node into ENOENT, hiding the kernel's answer:
+ * such a test runs itself again in a process without the preload. */
+static bool rerun_without_umockdev(const char *test)
+{
+	const char *preload = getenv("LD_PRELOAD");
+	char filter[128];
+	int status;
+
+	if (!preload || !strstr(preload, "umockdev"))
+		return false;
+	FMT(filter, "--filter=hostuse/%s", test);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		unsetenv("LD_PRELOAD");
+		unsetenv("BXFI_MAP"); /* else it takes itself for a Criterion worker */
+		execl("/proc/self/exe", "test-hostuse", filter, "--jobs=1", "--short-filename",
+		      (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "%s without umockdev's preload failed (status %#x)", test, status);
+	return true;
+}
+
+Test(hostuse, disk_held_open_exclusively_is_in_use_and_free_once_released)
+{
+	char name[64], majmin[32];
+	int fd;
+
+	if (rerun_without_umockdev("disk_held_open_exclusively_is_in_use_and_free_once_released"))
+		return;
+	if (!real_disk(name, sizeof name, majmin, &fd))
+		cr_skip_test("no block device node on this machine to hold");
+	usb_disk(name, majmin);
+	P.devdir = "/dev";
+	cr_expect(check(STICK), "holding /dev/%s", name);
+	char want[128];
+	FMT(want, "/dev/%s is held open exclusively", name);
+	cr_expect_str_eq(why, want);
+	if (fd >= 0) {
+		close(fd);
+		cr_expect_not(check(STICK), "/dev/%s released: %s", name, why);
+	}
+}
+
+Test(hostuse, dev_node_that_is_not_this_disk_is_never_opened)
+{
+	usb_disk("null", "8:16"); /* /dev/null: a char device */
+	P.devdir = "/dev";
+	cr_expect_not(check(STICK));
+	usb_disk_on(USB "/3-4.1.5", "3-4.1.5:1.0", "08", 7, "zero", "1:5"); /* char 1:5 */
+	cr_expect_not(check(USB "/3-4.1.5"));
+}
+
+/* ---- through usbtree_read, on a umockdev tree ---- */
+
+Test(hostuse, usbtree_read_fills_in_use_for_disks_only)
+{
+	GError *error = NULL;
+	struct usbtree tree;
+	struct err e = { 0 };
+	struct port p;
+
+	mounted("259:1001", "/media/usb\\040stick", "vfat", "/dev/sdzz1");
+	swap_on("/dev/sdzy");
+	setenv(HOSTUSE_MOUNTINFO_ENV, mountinfo, 1);
+	setenv(HOSTUSE_SWAPS_ENV, swaps, 1);
+	UMockdevTestbed *bed = umockdev_testbed_new();
+	cr_assert(umockdev_testbed_add_from_file(bed, "tests/trees/disk.umockdev", &error), "%s",
+		  error ? error->message : "?");
+	cr_assert(usbtree_read(&tree, &e), "%s", e.msg);
+	static const struct { const char *port, *in_use; } want[] = {
+		{ "4-1", "/dev/sdzz1 on /media/usb stick" },
+		{ "4-2", "/dev/sdzy is swap" }, /* a class ff card reader */
+		{ "4-3", "" },
+		{ "4-4", "" },
+	};
+	cr_expect_eq(tree.n, 4);
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+		cr_assert(port_parse(want[i].port, &p));
+		const struct usbdev *d = usbtree_find(&tree, &p);
+		cr_assert_not_null(d, "%s", want[i].port);
+		cr_expect_str_eq(d->in_use, want[i].in_use, "%s", want[i].port);
+	}
+	usbtree_clear(&tree);
+	g_object_unref(bed);
+}
