@@ -127,7 +127,7 @@ static void phase_read(struct run *r, struct vm_run *v)
 		return;
 	}
 	v->state = VM_FAILED;
-	if (qmp_read_usb(q, &v->actual, &v->err) &&
+	if (qmp_read_usb(q, ACTUAL_DEVICES | ACTUAL_PORTS, &v->actual, &v->err) &&
 	    plan_vm(&r->cfg, v->vm, &r->tree, r->claims, &v->actual, &v->plan, &v->err) &&
 	    (v->res = calloc(v->plan.n + 1, sizeof *v->res))) {
 		v->state = VM_RUNNING;

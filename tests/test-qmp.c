@@ -19,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qmp/json.h"
 #include "qmp/qmp.h"
+#include "reconcile/plan.h"
+#include "reconcile/port.h"
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, " \
 	"\"major\": 7}, \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, " \
@@ -53,7 +56,7 @@ struct step {
 	const char *expect; /* a substring the command must contain */
 };
 
-struct rule {
+struct reply_rule {
 	const char *match;  /* first rule whose substring the command holds */
 	const char *reply;
 };
@@ -64,7 +67,7 @@ static struct server {
 	pthread_t thread;
 	bool running;
 	const struct step *steps;
-	const struct rule *rules;
+	const struct reply_rule *rules;
 	char rbuf[1 << 16];
 	size_t rlen;
 	/* seen by the test after server_done() */
@@ -199,7 +202,7 @@ static bool rules_step(int fd)
 	char cmd[8192];
 
 	while (read_cmd(fd, cmd, sizeof cmd)) {
-		const struct rule *r = srv.rules;
+		const struct reply_rule *r = srv.rules;
 
 		while (r && r->match && !strstr(cmd, r->match))
 			r++;
@@ -272,7 +275,7 @@ static void listen_on(int backlog)
 }
 
 /* Listen, then answer one client from `steps` (ended by OP_END). */
-static void serve(const struct step *steps, const struct rule *rules)
+static void serve(const struct step *steps, const struct reply_rule *rules)
 {
 	listen_on(4);
 	srv.steps = steps;
@@ -871,39 +874,31 @@ Test(qmp, usb_host_add_refuses_port_zero_and_bus_zero_without_asking)
 	expect_clean_server();
 }
 
-/* ---- qmp_read_usb ---- */
+/* ---- reading: the QOM way (the fallback when `info qtree` cannot be used) ---- */
 
-#define PCI_DEV(bus, slot, cls, vendor, device, id, extra)                        \
-	"{\"bus\": " #bus ", \"slot\": " #slot ", \"function\": 0, \"class_info\": " \
-	"{\"class\": " #cls ", \"desc\": \"x\"}, \"id\": {\"device\": " #device     \
-	", \"vendor\": " #vendor "}, \"qdev_id\": \"" id "\", \"regions\": []" extra "}"
-#define XHCI(slot, id) PCI_DEV(0, slot, 3075, 6966, 13, id, "")
 #define RETURN(x) "{\"return\": " x ", \"id\": $ID}\r\n"
+#define ERROR(cls) "{\"id\": $ID, \"error\": {\"class\": \"" cls "\", \"desc\": \"no\"}}\r\n"
 #define CHILD(n, type) "{\"name\": \"child[" #n "]\", \"type\": \"link<" type ">\"}"
 #define PROPS "{\"name\": \"type\", \"type\": \"string\"}, " \
 	"{\"name\": \"realized\", \"type\": \"bool\"}, "     \
 	"{\"name\": \"hotplug-handler\", \"type\": \"link<hotplug-handler>\"}"
+#define PERIPH(id, type) "{\"name\": \"" id "\", \"type\": \"child<" type ">\"}"
 #define GET(path, prop) "\"arguments\":{\"path\":\"" path "\",\"property\":\"" prop "\"}"
 #define LIST(path) "\"execute\":\"qom-list\",\"arguments\":{\"path\":\"" path "\"}"
+#define IDS LIST("/machine/peripheral")
+#define QTREE "\"execute\":\"human-monitor-command\""
+#define NO_QTREE { QTREE, ERROR("CommandNotFound") }
 #define XBUS "/machine/peripheral/xhci/xhci.0"
 #define P2 "\"property\":\"p2\"}"
 #define P3 "\"property\":\"p3\"}"
 
 /* A Proxmox-style VM: qemu-xhci with 15+15 ports, its tablet on port 1
- * and a managed usb-host on port 2; a UHCI behind a PCI bridge; one USB
- * controller without an id and a network card, both ignored. */
-static const char PCI_PROXMOX[] = RETURN("[{\"bus\": 0, \"devices\": ["
-	PCI_DEV(0, 0, 1536, 32902, 10688, "", "") ", "
-	XHCI(1, "xhci") ", "
-	XHCI(2, "") ", "
-	PCI_DEV(0, 18, 512, 6900, 4096, "net0", "") ", "
-	PCI_DEV(0, 30, 1540, 6966, 1, "pci.1", ", \"pci_bridge\": {\"bus\": {\"number\": 0, "
-		"\"secondary\": 1, \"subordinate\": 1}, \"devices\": ["
-		PCI_DEV(1, 1, 3075, 32902, 28704, "uhci", "") "]}")
-	"]}]");
-
-static const struct rule proxmox_rules[] = {
-	{ "query-pci", PCI_PROXMOX },
+ * and a managed usb-host on port 2; a UHCI; a network card, ignored. */
+static const struct reply_rule qom_proxmox_rules[] = {
+	NO_QTREE,
+	{ IDS, RETURN("[" PROPS ", " PERIPH("xhci", "qemu-xhci") ", " PERIPH("net0", "virtio-net-pci")
+		      ", " PERIPH("tablet", "usb-tablet") ", " PERIPH("usbhost3-4.1.2", "usb-host")
+		      ", " PERIPH("uhci", "piix3-usb-uhci") "]") },
 	{ LIST(XBUS), RETURN("[" PROPS ", " CHILD(3, "usb-host") ", " CHILD(0, "usb-tablet") "]") },
 	{ LIST("/machine/peripheral/uhci/uhci.0"), RETURN("[" PROPS "]") },
 	{ GET("/machine/peripheral/xhci", "p2"), RETURN("15") },
@@ -924,14 +919,29 @@ static const struct step rules_only[] = {
 	{ 0 },
 };
 
-static bool read_usb(const struct rule *rules, struct vm_actual *a, struct err *e)
+static const unsigned FULL = ACTUAL_DEVICES | ACTUAL_PORTS;
+
+/* Serve rules again on a fresh socket (a test may read more than once). */
+static void serve_again(const struct reply_rule *rules)
+{
+	server_done();
+	if (srv.lfd >= 0)
+		close(srv.lfd);
+	srv.lfd = -1;
+	unlink(srv.path);
+	srv.commands = srv.max_pending = srv.failures = 0;
+	serve(rules_only, rules);
+}
+
+static bool read_usb(const struct reply_rule *rules, unsigned what, struct vm_actual *a,
+		     struct err *e)
 {
 	struct qmp *q;
 	bool ok;
 
-	serve(rules_only, rules);
+	serve_again(rules);
 	q = open_ok();
-	ok = qmp_read_usb(q, a, e);
+	ok = qmp_read_usb(q, what, a, e);
 	qmp_close(q);
 	server_done();
 	return ok;
@@ -946,14 +956,24 @@ static int used_count(const struct guest_bus *b)
 	return n;
 }
 
-Test(qmp, read_usb_reads_proxmox_style_vm)
+static const struct guest_dev *dev_by_port(const struct vm_actual *a, const char *port)
+{
+	for (size_t i = 0; i < a->ndevs; i++)
+		if (strcmp(a->devs[i].guest_port, port) == 0)
+			return &a->devs[i];
+	cr_assert_fail("no device on guest port %s", port);
+	return NULL;
+}
+
+Test(qmp, qom_read_of_a_proxmox_style_vm)
 {
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
 	const struct guest_dev *d;
 
-	cr_assert(read_usb(proxmox_rules, &a, &e), "%s", e.msg);
+	cr_assert(read_usb(qom_proxmox_rules, FULL, &a, &e), "%s", e.msg);
 	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	cr_expect_eq(a.known, ACTUAL_IDS | FULL);
 	cr_assert_eq(a.nbuses, 2u);
 	cr_expect_str_eq(a.buses[0].name, "xhci.0");
 	cr_expect_str_eq(a.buses[0].ctrl, "xhci");
@@ -961,7 +981,7 @@ Test(qmp, read_usb_reads_proxmox_style_vm)
 	cr_expect_eq(a.buses[0].nports, 15u);
 	cr_expect(a.buses[0].used[1] && a.buses[0].used[2]);
 	cr_expect_eq(used_count(&a.buses[0]), 2);
-	cr_expect_str_eq(a.buses[1].name, "uhci.0", "the controller behind the bridge");
+	cr_expect_str_eq(a.buses[1].name, "uhci.0");
 	cr_expect_eq(a.buses[1].kind, HC_UHCI);
 	cr_expect_eq(a.buses[1].nports, 2u);
 	cr_expect_eq(used_count(&a.buses[1]), 0);
@@ -978,6 +998,7 @@ Test(qmp, read_usb_reads_proxmox_style_vm)
 	cr_expect_eq(d->bus, 0u);
 	cr_expect_str_eq(d->guest_port, "2");
 	cr_expect(d->is_host);
+	cr_expect_not(d->from_id);
 	cr_expect_eq(d->hostbus, 3u);
 	cr_expect_str_eq(d->hostport, "4.1.2");
 	qmp_actual_clear(&a);
@@ -985,31 +1006,30 @@ Test(qmp, read_usb_reads_proxmox_style_vm)
 	cr_expect_eq(a.nbuses, 0u);
 }
 
-Test(qmp, read_usb_pipelines_its_queries)
+Test(qmp, qom_read_pipelines_its_queries)
 {
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
 
-	cr_assert(read_usb(proxmox_rules, &a, &e), "%s", e.msg);
-	/* query-pci; 2 qom-list + p2 + p3; 2 paths + 2 ports + hostbus + hostport */
-	cr_expect_eq(srv.commands, 1 + 1 + 4 + 6);
+	cr_assert(read_usb(qom_proxmox_rules, FULL, &a, &e), "%s", e.msg);
+	/* capabilities; qtree refused; the id list; 2 qom-list + p2 + p3;
+	 * 2 paths + 2 ports + hostbus + hostport */
+	cr_expect_eq(srv.commands, 1 + 1 + 1 + 4 + 6);
 	cr_expect_geq(srv.max_pending, 6, "the last round arrived in one write");
 	qmp_actual_clear(&a);
 }
 
-Test(qmp, read_usb_skips_a_bus_that_is_gone_and_defaults_ports)
+Test(qmp, qom_read_skips_a_bus_that_is_gone_and_defaults_ports)
 {
-	static const struct rule rules[] = {
-		{ "query-pci", RETURN("[{\"bus\": 0, \"devices\": [" XHCI(1, "xhci") ", "
-				      XHCI(2, "gone") "]}]") },
+	static const struct reply_rule rules[] = {
+		NO_QTREE,
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", " PERIPH("gone", "qemu-xhci") "]") },
 		{ LIST("/machine/peripheral/gone/gone.0"),
 		  "{\"id\": $ID, \"error\": {\"class\": \"DeviceNotFound\", \"desc\": "
 		  "\"Device '/machine/peripheral/gone/gone.0' not found\"}}\r\n" },
 		{ LIST(XBUS), RETURN("[" PROPS ", " CHILD(0, "usb-kbd") "]") },
-		{ P2, "{\"id\": $ID, \"error\": {\"class\": \"GenericError\", "
-		      "\"desc\": \"Property not found\"}}\r\n" },
-		{ P3, "{\"id\": $ID, \"error\": {\"class\": \"GenericError\", "
-		      "\"desc\": \"Property not found\"}}\r\n" },
+		{ P2, ERROR("GenericError") },
+		{ P3, ERROR("GenericError") },
 		{ GET(XBUS, "child[0]"), RETURN("\"/machine/peripheral-anon/device[0]\"") },
 		{ GET(XBUS "/child[0]", "port"), RETURN("\"\"") },
 		{ NULL, NULL },
@@ -1017,7 +1037,7 @@ Test(qmp, read_usb_skips_a_bus_that_is_gone_and_defaults_ports)
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
 
-	cr_assert(read_usb(rules, &a, &e), "%s", e.msg);
+	cr_assert(read_usb(rules, FULL, &a, &e), "%s", e.msg);
 	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
 	cr_assert_eq(a.nbuses, 1u);
 	cr_expect_str_eq(a.buses[0].name, "xhci.0");
@@ -1030,12 +1050,12 @@ Test(qmp, read_usb_skips_a_bus_that_is_gone_and_defaults_ports)
 	qmp_actual_clear(&a);
 }
 
-Test(qmp, read_usb_skips_controllers_with_ids_unfit_for_paths)
+Test(qmp, read_skips_ids_unfit_for_paths)
 {
-	static const struct rule rules[] = {
-		{ "query-pci", RETURN("[{\"bus\": 0, \"devices\": [" XHCI(1, "x/../y") ", "
-				      XHCI(2, "9lives") ", " XHCI(3, "a b") ", "
-				      XHCI(4, "ok-1.x_2") "]}]") },
+	static const struct reply_rule rules[] = {
+		NO_QTREE,
+		{ IDS, RETURN("[" PERIPH("x/../y", "qemu-xhci") ", " PERIPH("9lives", "qemu-xhci") ", "
+			      PERIPH("a b", "qemu-xhci") ", " PERIPH("ok-1.x_2", "qemu-xhci") "]") },
 		{ LIST("/machine/peripheral/ok-1.x_2/ok-1.x_2.0"), RETURN("[" PROPS "]") },
 		{ P2, RETURN("8") },
 		{ P3, RETURN("2") },
@@ -1044,7 +1064,7 @@ Test(qmp, read_usb_skips_controllers_with_ids_unfit_for_paths)
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
 
-	cr_assert(read_usb(rules, &a, &e), "%s", e.msg);
+	cr_assert(read_usb(rules, FULL, &a, &e), "%s", e.msg);
 	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
 	cr_assert_eq(a.nbuses, 1u);
 	cr_expect_str_eq(a.buses[0].name, "ok-1.x_2.0");
@@ -1052,15 +1072,13 @@ Test(qmp, read_usb_skips_controllers_with_ids_unfit_for_paths)
 	qmp_actual_clear(&a);
 }
 
-Test(qmp, read_usb_knows_controller_kinds_and_port_counts)
+Test(qmp, read_knows_controller_kinds_and_port_counts_by_qom_type)
 {
-	static const struct rule rules[] = {
-		{ "query-pci", RETURN("[{\"bus\": 0, \"devices\": ["
-				      PCI_DEV(0, 1, 3075, 32902, 9421, "ehci", "") ", "
-				      PCI_DEV(0, 2, 3075, 32902, 10548, "ich9", "") ", "
-				      PCI_DEV(0, 3, 3075, 4203, 63, "ohci", "") ", "
-				      PCI_DEV(0, 4, 3075, 4147, 404, "nec", "") ", "
-				      PCI_DEV(0, 5, 3075, 4660, 22136, "odd", "") "]}]") },
+	static const struct reply_rule rules[] = {
+		NO_QTREE,
+		{ IDS, RETURN("[" PERIPH("ehci", "ich9-usb-ehci1") ", " PERIPH("ich9", "ich9-usb-uhci1")
+			      ", " PERIPH("ohci", "pci-ohci") ", " PERIPH("nec", "nec-usb-xhci") ", "
+			      PERIPH("disk", "virtio-blk-pci") "]") },
 		{ "\"execute\":\"qom-list\"", RETURN("[" PROPS "]") },
 		{ GET("/machine/peripheral/ohci", "num-ports"), RETURN("5") },
 		{ GET("/machine/peripheral/nec", "p2"), RETURN("300") },
@@ -1069,27 +1087,26 @@ Test(qmp, read_usb_knows_controller_kinds_and_port_counts)
 	};
 	static const struct { enum hc_kind kind; unsigned nports; } want[] = {
 		{ HC_EHCI, 6 }, { HC_UHCI, 2 }, { HC_OHCI, 5 }, { HC_XHCI, 255 },
-		{ HC_UNKNOWN, 0 },
 	};
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
 
-	cr_assert(read_usb(rules, &a, &e), "%s", e.msg);
+	cr_assert(read_usb(rules, FULL, &a, &e), "%s", e.msg);
 	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
-	cr_assert_eq(a.nbuses, 5u);
-	for (size_t i = 0; i < 5; i++) {
+	cr_assert_eq(a.nbuses, 4u);
+	for (size_t i = 0; i < 4; i++) {
 		cr_expect_eq(a.buses[i].kind, want[i].kind, "bus %s", a.buses[i].name);
 		cr_expect_eq(a.buses[i].nports, want[i].nports, "bus %s", a.buses[i].name);
 	}
 	qmp_actual_clear(&a);
 }
 
-static void read_usb_refuses(const char *child_port, const char *hostport,
-			     const char *path)
+static void qom_read_refuses(const char *child_port, const char *hostport, const char *path)
 {
 	char r_port[128], r_hostport[128], r_path[256];
-	const struct rule rules[] = {
-		{ "query-pci", RETURN("[{\"bus\": 0, \"devices\": [" XHCI(1, "xhci") "]}]") },
+	const struct reply_rule rules[] = {
+		NO_QTREE,
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") "]") },
 		{ LIST(XBUS), RETURN("[" PROPS ", " CHILD(0, "usb-host") "]") },
 		{ P2, RETURN("4") },
 		{ P3, RETURN("4") },
@@ -1105,59 +1122,595 @@ static void read_usb_refuses(const char *child_port, const char *hostport,
 	snprintf(r_port, sizeof r_port, "{\"return\": %s, \"id\": $ID}\r\n", child_port);
 	snprintf(r_hostport, sizeof r_hostport, "{\"return\": %s, \"id\": $ID}\r\n", hostport);
 	snprintf(r_path, sizeof r_path, "{\"return\": %s, \"id\": $ID}\r\n", path);
-	cr_assert_not(read_usb(rules, &a, &e), "port %s hostport %s path %s", child_port,
+	cr_assert_not(read_usb(rules, FULL, &a, &e), "port %s hostport %s path %s", child_port,
 		      hostport, path);
 	cr_expect_eq(e.kind, ERR_PROTOCOL, "%s", e.msg);
-	cr_expect_null(a.buses, "cleared on failure");
+	cr_expect_null(a.buses, "nothing on failure");
 	cr_expect_eq(a.ndevs, 0u);
 }
 
 #define PERIPHERAL_H "\"/machine/peripheral/h\""
 
-Test(qmp, read_usb_refuses_shell_characters_in_hostport)
+Test(qmp, qom_read_refuses_shell_characters_in_hostport)
 {
-	read_usb_refuses("\"1\"", "\"4;reboot\"", PERIPHERAL_H);
+	qom_read_refuses("\"1\"", "\"4;reboot\"", PERIPHERAL_H);
 }
 
-Test(qmp, read_usb_refuses_number_where_hostport_string_belongs)
+Test(qmp, qom_read_refuses_number_where_hostport_string_belongs)
 {
-	read_usb_refuses("\"1\"", "4", PERIPHERAL_H);
+	qom_read_refuses("\"1\"", "4", PERIPHERAL_H);
 }
 
-Test(qmp, read_usb_refuses_guest_port_that_is_not_a_port_path)
+Test(qmp, qom_read_refuses_guest_port_that_is_not_a_port_path)
 {
-	read_usb_refuses("\"x\"", "\"4\"", PERIPHERAL_H);
+	qom_read_refuses("\"x\"", "\"4\"", PERIPHERAL_H);
 }
 
-Test(qmp, read_usb_refuses_control_bytes_in_device_path)
+Test(qmp, qom_read_refuses_control_bytes_in_device_path)
 {
-	read_usb_refuses("\"1\"", "\"4\"", "\"/machine/peripheral/h\\u001b[2J\"");
+	qom_read_refuses("\"1\"", "\"4\"", "\"/machine/peripheral/h\\u001b[2J\"");
 }
 
-Test(qmp, read_usb_refuses_overlong_hostport)
+Test(qmp, qom_read_refuses_overlong_hostport)
 {
-	read_usb_refuses("\"1\"", "\"1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18\"", PERIPHERAL_H);
+	qom_read_refuses("\"1\"", "\"1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18\"", PERIPHERAL_H);
 }
 
-Test(qmp, read_usb_refuses_more_than_32_controllers)
+Test(qmp, read_refuses_more_than_32_controllers)
 {
-	static char pci[64 * 300];
-	const struct rule rules[] = {
-		{ "query-pci", pci },
+	static char ids[64 * 300];
+	const struct reply_rule rules[] = {
+		{ IDS, ids },
 		{ NULL, NULL },
 	};
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
-	size_t o = (size_t)sprintf(pci, "{\"return\": [{\"bus\": 0, \"devices\": [");
+	size_t o = (size_t)sprintf(ids, "{\"return\": [");
 
 	for (int i = 0; i < 33; i++)
-		o += (size_t)sprintf(pci + o, "%s{\"bus\": 0, \"slot\": %d, \"class_info\": "
-				     "{\"class\": 3075}, \"id\": {\"device\": 13, "
-				     "\"vendor\": 6966}, \"qdev_id\": \"x%d\"}",
-				     i ? ", " : "", i, i);
-	sprintf(pci + o, "]}], \"id\": $ID}\r\n");
-	cr_assert_not(read_usb(rules, &a, &e));
+		o += (size_t)sprintf(ids + o, "%s{\"name\": \"x%d\", \"type\": \"child<qemu-xhci>\"}",
+				     i ? ", " : "", i);
+	sprintf(ids + o, "], \"id\": $ID}\r\n");
+	cr_assert_not(read_usb(rules, ACTUAL_IDS, &a, &e));
 	cr_expect_eq(e.kind, ERR_PROTOCOL, "%s", e.msg);
+}
+
+/* ---- reading: `info qtree`, one command for every device ---- */
+
+/* A Proxmox-style VM as QEMU 7.2 prints it (trimmed): qemu-xhci with
+ * 15+15 ports behind a PCI bridge holding a hub with a keyboard behind
+ * it, a managed usb-host, a foreign one and an anonymous one; an EHCI
+ * with Proxmox's tablet and a UHCI companion that has no bus of its own. */
+static const char *const QTREE_PROXMOX[] = {
+	"bus: main-system-bus",
+	"  type System",
+	"  dev: q35-pcihost, id \"\"",
+	"    MCFG = -1 (0xffffffffffffffff)",
+	"    pci-hole64-size = 34359738368 (32 GiB)",
+	"    bus: pcie.0",
+	"      type PCIE",
+	"      dev: ich9-usb-uhci1, id \"uhci-1\"",
+	"        masterbus = \"ehci.0\"",
+	"        firstport = 0 (0x0)",
+	"        class USB controller, addr 00:1d.0, pci id 8086:2934 (sub 1af4:1100)",
+	"        bar 4: i/o at 0xffffffffffffffff [0x1e]",
+	"      dev: ich9-usb-ehci1, id \"ehci\"",
+	"        maxframes = 128 (0x80)",
+	"        addr = 1d.7",
+	"        class USB controller, addr 00:1d.7, pci id 8086:293a (sub 1af4:1100)",
+	"        bus: ehci.0",
+	"          type usb-bus",
+	"          dev: usb-tablet, id \"tablet\"",
+	"            usb_version = 2 (0x2)",
+	"            port = \"1\"",
+	"            serial = \"\"",
+	"            addr 1.0, port 1, speed 480, name QEMU USB Tablet, attached",
+	"      dev: pci-bridge, id \"pci.1\"",
+	"        chassis_nr = 1 (0x1)",
+	"        bus: pci.1",
+	"          type PCI",
+	"          dev: qemu-xhci, id \"xhci\"",
+	"            addr = 1b.0",
+	"            class USB controller, addr 00:1b.0, pci id 1b36:000d (sub 1af4:1100)",
+	"            bus: xhci.0",
+	"              type usb-bus",
+	"              dev: usb-host, id \"\"",
+	"                hostbus = 1 (0x1)",
+	"                hostaddr = 0 (0x0)",
+	"                hostport = \"2\"",
+	"                port = \"3\"",
+	"                serial = \"\"",
+	"                addr 0.0, port 3, speed 1.5, name USB Host Device",
+	"              dev: usb-host, id \"usb0\"",
+	"                hostbus = 3 (0x3)",
+	"                hostport = \"4.4\"",
+	"                port = \"2\"",
+	"                addr 0.0, port 2, speed 1.5, name USB Host Device",
+	"              dev: usb-host, id \"usbhost3-4.1.2\"",
+	"                hostbus = 3 (0x3)",
+	"                hostport = \"4.1.2\"",
+	"                vendorid = 0 (0x0)",
+	"                port = \"15\"",
+	"                addr 0.0, port 15, speed 1.5, name USB Host Device",
+	"              dev: usb-kbd, id \"\"",
+	"                port = \"1.1\"",
+	"                addr 0.0, port 1.1, speed 12, name QEMU USB Keyboard, attached",
+	"              dev: usb-hub, id \"hub\"",
+	"                ports = 8 (0x8)",
+	"                port = \"1\"",
+	"                addr 0.0, port 1, speed 12, name QEMU USB Hub, attached",
+	"  dev: fw_cfg_io, id \"\"",
+	"    dma_enabled = true",
+	NULL,
+};
+
+/* A reply to `info qtree` holding `lines`, joined as HMP does (CR LF). */
+static char *hmp_reply(const char *const *lines)
+{
+	size_t n = 1;
+	char *text, *quoted, *reply;
+
+	for (size_t i = 0; lines[i]; i++)
+		n += strlen(lines[i]) + 2;
+	text = calloc(1, n);
+	quoted = malloc(n * 6 + 3);
+	reply = malloc(n * 6 + 64);
+	cr_assert(text && quoted && reply);
+	for (size_t i = 0; lines[i]; i++) {
+		strcat(text, lines[i]);
+		strcat(text, "\r\n");
+	}
+	cr_assert_geq(json_quote(quoted, n * 6 + 3, text), 0);
+	sprintf(reply, "{\"return\": %s, \"id\": $ID}\r\n", quoted);
+	free(text);
+	free(quoted);
+	return reply;
+}
+
+Test(qmp, qtree_read_of_a_proxmox_style_vm)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ GET("/machine/peripheral/xhci", "p2"), RETURN("15") },
+		{ GET("/machine/peripheral/xhci", "p3"), RETURN("15") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	const struct guest_dev *d;
+
+	cr_assert(read_usb(rules, FULL, &a, &e), "%s", e.msg);
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	cr_expect_eq(srv.commands, 1 + 1 + 2, "capabilities, qtree, then p2 and p3");
+	cr_expect_eq(a.known, FULL);
+	cr_assert_eq(a.nbuses, 2u, "the UHCI companion has no bus of its own");
+	cr_expect_str_eq(a.buses[0].name, "ehci.0");
+	cr_expect_eq(a.buses[0].kind, HC_EHCI);
+	cr_expect_eq(a.buses[0].nports, 6u);
+	cr_expect_eq(used_count(&a.buses[0]), 1);
+	cr_expect_str_eq(a.buses[1].name, "xhci.0", "found behind the PCI bridge");
+	cr_expect_str_eq(a.buses[1].ctrl, "xhci");
+	cr_expect_eq(a.buses[1].kind, HC_XHCI);
+	cr_expect_eq(a.buses[1].nports, 15u);
+	cr_expect(a.buses[1].used[1] && a.buses[1].used[2] && a.buses[1].used[3] &&
+		  a.buses[1].used[15]);
+	cr_expect_eq(used_count(&a.buses[1]), 4, "the keyboard behind the hub takes port 1 too");
+	cr_assert_eq(a.ndevs, 6u);
+	d = dev_by_port(&a, "3");
+	cr_expect_str_eq(d->id, "");
+	cr_expect(d->is_host);
+	cr_expect_eq(d->hostbus, 1u);
+	cr_expect_str_eq(d->hostport, "2");
+	d = dev_by_port(&a, "15");
+	cr_expect_str_eq(d->id, "usbhost3-4.1.2");
+	cr_expect_eq(d->bus, 1u);
+	cr_expect_eq(d->hostbus, 3u);
+	cr_expect_str_eq(d->hostport, "4.1.2");
+	cr_expect_not(d->from_id);
+	d = dev_by_port(&a, "1.1");
+	cr_expect_str_eq(d->type, "usb-kbd");
+	cr_expect_not(d->is_host);
+	cr_expect_str_eq(dev_by_port(&a, "2")->id, "usb0");
+	cr_expect_str_eq(dev_by_port(&a, "1")->type, "usb-tablet", "first in qtree order");
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
+Test(qmp, qtree_audit_alone_is_one_command_and_says_ports_are_unknown)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+
+	cr_assert(read_usb(rules, ACTUAL_DEVICES, &a, &e), "%s", e.msg);
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	cr_expect_eq(srv.commands, 2, "capabilities and the qtree");
+	cr_expect_eq(a.known, ACTUAL_DEVICES);
+	cr_assert_eq(a.nbuses, 2u);
+	cr_expect_eq(a.buses[1].nports, 0u, "xHCI ports not asked for");
+	cr_expect_eq(a.ndevs, 6u);
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
+/* A plain VM for the fallback cases: one managed device on xhci port 1. */
+static const struct reply_rule qom_simple_rules[] = {
+	{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", " PERIPH("usbhost3-4.4", "usb-host") "]") },
+	{ LIST(XBUS), RETURN("[" PROPS ", " CHILD(0, "usb-host") "]") },
+	{ P2, RETURN("4") },
+	{ P3, RETURN("4") },
+	{ GET(XBUS, "child[0]"), RETURN("\"/machine/peripheral/usbhost3-4.4\"") },
+	{ GET(XBUS "/child[0]", "port"), RETURN("\"1\"") },
+	{ GET(XBUS "/child[0]", "hostbus"), RETURN("3") },
+	{ GET(XBUS "/child[0]", "hostport"), RETURN("\"4.4\"") },
+	{ NULL, NULL },
+};
+
+#define SIMPLE_HEAD "bus: main-system-bus", "  type System", \
+	"  dev: qemu-xhci, id \"xhci\"", "    bus: xhci.0", "      type usb-bus", \
+	"      dev: usb-host, id \"usbhost3-4.4\""
+
+/* Text that is not exactly what QEMU prints is not believed: the read
+ * asks QOM instead, and gets the same answer. */
+static void qtree_falls_back(const char *const *lines)
+{
+	char *tree = hmp_reply(lines);
+	struct reply_rule rules[16] = { { QTREE, tree } };
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	memcpy(rules + 1, qom_simple_rules, sizeof qom_simple_rules);
+	serve(rules_only, rules);
+	q = open_ok();
+	cr_assert(qmp_read_usb(q, FULL, &a, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->fallbacks, 1u, "fell back to QOM");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	cr_assert_eq(a.ndevs, 1u);
+	cr_expect_str_eq(a.devs[0].id, "usbhost3-4.4");
+	cr_expect_eq(a.devs[0].hostbus, 3u);
+	cr_expect_str_eq(a.devs[0].hostport, "4.4");
+	cr_expect_str_eq(a.devs[0].guest_port, "1");
+	cr_assert_eq(a.nbuses, 1u);
+	cr_expect_eq(a.buses[0].nports, 4u);
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
+Test(qmp, qtree_with_a_forged_device_after_a_name_falls_back)
+{
+	/* a product name holding "\r\n" and a device line of its own */
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "        hostport = \"4.4\"",
+		"        port = \"1\"", "        addr 0.0, port 1, speed 12, name Evil",
+		"      dev: usb-host, id \"\"", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_with_a_property_after_the_addr_line_falls_back)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "        hostport = \"4.4\"",
+		"        port = \"1\"", "        addr 0.0, port 1, speed 12, name Evil",
+		"        hostport = \"9\"", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_with_a_property_twice_falls_back)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "        hostport = \"4.4\"",
+		"        hostport = \"4.5\"", "        port = \"1\"",
+		"        addr 0.0, port 1, speed 12, name X", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_without_an_addr_line_falls_back)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "        hostport = \"4.4\"",
+		"        port = \"1\"", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_with_odd_indentation_falls_back)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "         hostport = \"4.4\"",
+		"        port = \"1\"", "        addr 0.0, port 1, speed 12, name X", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_with_a_bus_without_type_falls_back)
+{
+	static const char *const lines[] = {
+		"bus: main-system-bus", "  dev: qemu-xhci, id \"xhci\"", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_with_shell_characters_in_hostport_falls_back)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "        hostport = \"4;reboot\"",
+		"        port = \"1\"", "        addr 0.0, port 1, speed 12, name X", NULL,
+	};
+	qtree_falls_back(lines);
+}
+
+Test(qmp, empty_qtree_falls_back)
+{
+	static const char *const lines[] = { NULL };
+	qtree_falls_back(lines);
+}
+
+Test(qmp, qtree_missing_a_device_qom_listed_falls_back)
+{
+	static const char *const lines[] = {
+		"bus: main-system-bus", "  type System", "  dev: qemu-xhci, id \"xhci\"",
+		"    bus: xhci.0", "      type usb-bus", NULL,
+	};
+	char *tree = hmp_reply(lines);
+	struct reply_rule rules[16] = { { QTREE, tree } };
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	memcpy(rules + 1, qom_simple_rules, sizeof qom_simple_rules);
+	serve(rules_only, rules);
+	q = open_ok();
+	cr_assert(qmp_read_usb(q, ACTUAL_IDS, &a, &e), "%s", e.msg);
+	cr_assert(qmp_read_usb(q, FULL, &a, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->fallbacks, 1u, "usbhost3-4.4 is not in the qtree");
+	cr_expect_eq(a.ndevs, 1u);
+	qmp_close(q);
+	server_done();
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
+/* ---- what a run asks for: a quick read, an audit, a read to add ---- */
+
+static struct {
+	struct usbtree tree;
+	struct config cfg;
+	struct claim claims[16];
+	struct plan plan;
+} P;
+
+/* Host devices (class 00, 12M) at the given ports, in port order, and VM
+ * "100" wanting `rules`. */
+static void host_and_config(const char *const *ports, const char *rules)
+{
+	long vm;
+
+	memset(&P, 0, sizeof P);
+	for (size_t i = 0; ports[i]; i++) {
+		struct usbdev *d;
+		P.tree.devs = realloc(P.tree.devs, (P.tree.n + 1) * sizeof *d);
+		d = &P.tree.devs[P.tree.n++];
+		memset(d, 0, sizeof *d);
+		cr_assert(port_parse(ports[i], &d->port), "%s", ports[i]);
+		d->speed = SPEED_FULL;
+	}
+	vm = config_add_vm(&P.cfg, "100");
+	cr_assert_geq(vm, 0);
+	P.cfg.vms[vm].ok = config_parse(rules, strlen(rules), "100", &P.cfg.vms[vm],
+					&P.cfg.vms[vm].err);
+	cr_assert(P.cfg.vms[vm].ok);
+	plan_claims(&P.cfg, &P.tree, P.claims);
+}
+
+static void plan_on(const struct vm_actual *a)
+{
+	struct err e = { 0 };
+
+	plan_clear(&P.plan);
+	cr_assert(plan_vm(&P.cfg, 0, &P.tree, P.claims, a, &P.plan, &e), "%s", e.msg);
+}
+
+static const struct plan_item *planned(const char *id)
+{
+	for (size_t i = 0; i < P.plan.n; i++)
+		if (strcmp(P.plan.items[i].id, id) == 0)
+			return &P.plan.items[i];
+	cr_assert_fail("no plan item %s", id);
+	return NULL;
+}
+
+static void host_and_config_clear(void)
+{
+	plan_clear(&P.plan);
+	config_clear(&P.cfg);
+	free(P.tree.devs);
+}
+
+static struct qmp *start_ok(void)
+{
+	struct err e = { 0 };
+	struct qmp *q = qmp_start(srv.path, TIMEOUT_MS, &e);
+
+	cr_assert_not_null(q, "qmp_start: %s", e.msg);
+	return q;
+}
+
+static void drive(struct qmp *q)
+{
+	qmp_drive(&q, 1, NULL, NULL);
+}
+
+Test(qmp, quick_read_of_a_noop_sends_two_commands_in_one_write)
+{
+	static const struct step steps[] = {
+		{ OP_SEND, GREETING, NULL },
+		{ OP_REPLY, RETURN_EMPTY, "{\"execute\":\"qmp_capabilities\",\"id\":1}" },
+		{ OP_REPLY, RETURN("[" PROPS ", " PERIPH("xhci", "qemu-xhci") ", "
+				   PERIPH("tablet", "usb-tablet") ", " PERIPH("usb0", "usb-host")
+				   ", " PERIPH("usbhost3-4.1.2", "usb-host") "]"),
+		  "{\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/machine/peripheral\"},"
+		  "\"id\":2}" },
+		{ OP_HOLD, NULL, NULL },
+		{ 0 },
+	};
+	static const char *const ports[] = { "3-4.1.2", NULL };
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	serve(steps, NULL);
+	q = start_ok();
+	qmp_queue_read(q, ACTUAL_IDS, &a);
+	drive(q);
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 2u);
+	qmp_close(q);
+	expect_clean_server();
+	cr_expect_eq(srv.commands, 2);
+	cr_expect_eq(srv.max_pending, 2, "sent before the greeting came, in one write");
+	cr_expect_eq(a.known, ACTUAL_IDS);
+	cr_expect_eq(a.nbuses, 0u, "buses are not read");
+	cr_assert_eq(a.ndevs, 1u, "only the managed device");
+	cr_expect_str_eq(a.devs[0].id, "usbhost3-4.1.2");
+	cr_expect(a.devs[0].is_host && a.devs[0].from_id);
+	cr_expect_eq(a.devs[0].hostbus, 3u);
+	cr_expect_str_eq(a.devs[0].hostport, "4.1.2");
+	cr_expect_str_eq(a.devs[0].guest_port, "", "not read");
+
+	host_and_config(ports, "port 3-4\n");
+	plan_on(&a);
+	cr_expect_eq(plan_changes(&P.plan), 0u);
+	cr_expect_eq(planned("usbhost3-4.1.2")->state, ITEM_ATTACHED, "nothing more to ask");
+	host_and_config_clear();
+	qmp_actual_clear(&a);
+}
+
+/* usbhost3-4.1.2 holds host port 4.1.3 although its id says 4.1.2. */
+static const char *const QTREE_CONTRADICTING[] = {
+	"bus: main-system-bus", "  type System", "  dev: qemu-xhci, id \"xhci\"",
+	"    bus: xhci.0", "      type usb-bus", "      dev: usb-host, id \"usbhost3-4.1.2\"",
+	"        hostbus = 3 (0x3)", "        hostport = \"4.1.3\"", "        port = \"4\"",
+	"        addr 0.0, port 4, speed 12, name USB Host Device", NULL,
+};
+
+Test(qmp, audit_read_finds_a_managed_device_whose_host_port_contradicts_its_id)
+{
+	static const char *const ports[] = { "3-4.1.2", "3-4.1.3", NULL };
+	char *tree = hmp_reply(QTREE_CONTRADICTING);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", "
+			      PERIPH("usbhost3-4.1.2", "usb-host") "]") },
+		{ P2, RETURN("4") },
+		{ P3, RETURN("4") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+
+	host_and_config(ports, "port 3-4.1.2\n");
+	cr_assert(read_usb(rules, ACTUAL_IDS, &a, &e), "%s", e.msg);
+	plan_on(&a);
+	cr_expect_eq(planned("usbhost3-4.1.2")->state, ITEM_ATTACHED,
+		     "a quick read trusts the id (repaired by the next audit)");
+
+	cr_assert(read_usb(rules, ACTUAL_DEVICES, &a, &e), "%s", e.msg);
+	cr_expect_eq(srv.commands, 2, "an audit is the qtree after capabilities");
+	plan_on(&a);
+	cr_expect_eq(planned("usbhost3-4.1.2")->op, OP_DEL);
+	cr_expect(strstr(planned("usbhost3-4.1.2")->why, "contradict"), "%s",
+		  planned("usbhost3-4.1.2")->why);
+	host_and_config_clear();
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
+/* usb0, not usbsync's, already passes host port 3-4.4 through. */
+static const char *const QTREE_FOREIGN[] = {
+	"bus: main-system-bus", "  type System", "  dev: qemu-xhci, id \"xhci\"",
+	"    bus: xhci.0", "      type usb-bus", "      dev: usb-host, id \"usb0\"",
+	"        hostbus = 3 (0x3)", "        hostport = \"4.4\"", "        port = \"1\"",
+	"        addr 0.0, port 1, speed 12, name USB Host Device", NULL,
+};
+
+Test(qmp, quick_read_that_would_add_reads_devices_and_sees_a_foreign_usb_host)
+{
+	static const char *const ports[] = { "3-4.4", NULL };
+	char *tree = hmp_reply(QTREE_FOREIGN);
+	const struct reply_rule rules[] = {
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", " PERIPH("usb0", "usb-host") "]") },
+		{ QTREE, tree },
+		{ P2, RETURN("4") },
+		{ P3, RETURN("4") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	host_and_config(ports, "port 3-4.4\n");
+	serve(rules_only, rules);
+	q = start_ok();
+	qmp_queue_read(q, ACTUAL_IDS, &a);
+	drive(q);
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	plan_on(&a);
+	cr_expect_eq(planned("usbhost3-4.4")->state, ITEM_MISSING, "then more must be read");
+	qmp_queue_read(q, FULL, &a);
+	drive(q);
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 5u, "capabilities, ids, then qtree, p2, p3");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	cr_expect_geq(srv.max_pending, 3, "qtree and port counts in one write");
+	plan_on(&a);
+	cr_expect_eq(planned("usbhost3-4.4")->state, ITEM_SKIPPED);
+	cr_expect(strstr(planned("usbhost3-4.4")->why, "'usb0'"), "%s",
+		  planned("usbhost3-4.4")->why);
+	host_and_config_clear();
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
+/* ---- many sessions at once ---- */
+
+Test(qmp, a_silent_monitor_fails_alone_within_its_budget)
+{
+	static const struct step steps[] = {
+		{ OP_SEND, GREETING, NULL },
+		{ OP_HOLD, NULL, NULL },
+		{ 0 },
+	};
+	struct qmp *qs[2];
+	struct err e = { 0 };
+	struct timespec t0;
+
+	serve(steps, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	qs[0] = qmp_start(srv.path, 300, &e);
+	cr_assert_not_null(qs[0], "%s", e.msg);
+	qs[1] = qmp_start("/nonexistent/qmp.sock", 300, &e);
+	cr_expect_null(qs[1]);
+	cr_expect_eq(e.kind, ERR_NOT_RUNNING, "%s", e.msg);
+	qmp_drive(qs, 2, NULL, NULL);
+	cr_expect_not(qmp_ok(qs[0], &e));
+	cr_expect_eq(e.kind, ERR_TIMEOUT, "%s", e.msg);
+	cr_expect(strstr(e.msg, "qmp_capabilities"), "%s", e.msg);
+	cr_expect_leq(elapsed_ms(&t0), 300 + 200);
+	qmp_close(qs[0]);
+	server_done();
 }
 
 /* ---- a real QEMU ---- */
@@ -1295,7 +1848,7 @@ Test(qemu, real_qemu_shows_xhci_bus_with_four_ports)
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
 
-	cr_assert(qmp_read_usb(q, &a, &e), "%s", e.msg);
+	cr_assert(qmp_read_usb(q, FULL, &a, &e), "%s", e.msg);
 	cr_assert_eq(a.nbuses, 1u);
 	cr_expect_str_eq(a.buses[0].name, "xhci.0");
 	cr_expect_str_eq(a.buses[0].ctrl, "xhci");
@@ -1315,7 +1868,7 @@ Test(qemu, real_qemu_adds_reads_and_deletes_usb_host)
 	const struct guest_dev *d;
 
 	cr_assert(qmp_usb_host_add(q, "usbhost3-4", "xhci.0", 4, 3, "4", &e), "%s", e.msg);
-	cr_assert(qmp_read_usb(q, &a, &e), "%s", e.msg);
+	cr_assert(qmp_read_usb(q, FULL, &a, &e), "%s", e.msg);
 	cr_assert_eq(a.nbuses, 1u);
 	cr_assert_eq(a.ndevs, 1u);
 	d = &a.devs[0];
@@ -1339,7 +1892,7 @@ Test(qemu, real_qemu_adds_reads_and_deletes_usb_host)
 	cr_assert_not(qmp_device_del(q, "usbhost3-4", &e));
 	cr_expect_eq(e.kind, ERR_QMP, "%s", e.msg);
 	cr_expect_str_eq(e.qmp_class, "DeviceNotFound", "%s", e.msg);
-	cr_assert(qmp_read_usb(q, &a, &e), "%s", e.msg);
+	cr_assert(qmp_read_usb(q, FULL, &a, &e), "%s", e.msg);
 	cr_expect_eq(a.ndevs, 0u);
 	qmp_actual_clear(&a);
 	cr_expect_gt(qmp_get_stats(q)->commands, 5u);
