@@ -119,7 +119,8 @@ static void print_human(const struct run *r, bool dry_run)
 int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		   const struct trigger *trig, char **vms, size_t nvms)
 {
-	struct run r = { .g = g, .apply = !o->dry_run, .all = o->all };
+	struct run r = { .g = g, .apply = !o->dry_run, .all = o->all,
+			 .quick = strcmp(trig->name, "udev") == 0 };
 	bool dry_run = o->dry_run;
 	struct err e = { 0 };
 	int held = -1;

@@ -2,9 +2,10 @@
  * VM, a plan per VM, then removals everywhere before additions anywhere,
  * so a port that moves between VMs is never claimed twice.
  *
- * A VM's QMP socket is held as briefly as possible: one session reads,
- * plans and removes; a second one, only when something must be added,
- * adds.  One VM's failure never stops the others.
+ * Every VM is talked to at once, and a VM's QMP socket is held as
+ * briefly as possible: one session reads, plans and removes; the adds
+ * follow on it when this VM was the last to finish removing, else on a
+ * second session.  One VM's failure never stops the others.
  */
 #include "cmd/cli.h"
 
@@ -88,7 +89,28 @@ static bool add_socket_vms(struct run *r)
 	return true;
 }
 
-/* ---- phase 1: read, plan, remove --------------------------------------- */
+/* ---- talking to every VM at once ----------------------------------------
+ *
+ * Each VM moves through its own steps as QEMU answers, driven by one poll
+ * over every session (qmp_drive), so a slow or hung VM costs only its own
+ * budget.  Phase one (read, plan, remove) must be over for every VM before
+ * any VM adds: the last VM to finish it starts phase two for all.
+ */
+
+enum step { STEP_NONE = 0, STEP_READ, STEP_DEL, STEP_WAIT, STEP_ADD, STEP_DONE };
+
+struct vm_eng {
+	enum step step;
+	struct qmp_result *qres;  /* one per plan item: its command's outcome */
+	struct guest_bus *work;   /* adds: the buses as planned, ports taken as tried */
+};
+
+struct eng {
+	struct run *r;
+	struct qmp **q;           /* per selected VM: its session, or NULL */
+	struct vm_eng *x;
+	size_t reading;           /* VMs still in phase one */
+};
 
 static void item_fail(struct item_result *res, const struct err *e)
 {
@@ -97,49 +119,54 @@ static void item_fail(struct item_result *res, const struct err *e)
 	snprintf(res->error, sizeof res->error, "%s", e->msg);
 }
 
-static void apply_dels(struct qmp *q, struct vm_run *v)
+/* What a command's outcome means for its item. */
+static void take_result(struct item_result *res, const struct qmp_result *q)
 {
-	for (size_t i = 0; i < v->plan.n; i++) {
-		struct err e = { 0 };
-		if (v->plan.items[i].op != OP_DEL)
-			continue;
-		v->res[i].tried = true;
-		v->res[i].ok = qmp_device_del(q, v->plan.items[i].id, &e);
-		if (!v->res[i].ok)
-			item_fail(&v->res[i], &e);
-	}
+	struct err none = { .kind = ERR_PROTOCOL, .msg = "no answer" };
+
+	res->tried = true;
+	res->ok = q->done && q->ok;
+	if (!res->ok)
+		item_fail(res, q->done ? &q->err : &none);
 }
 
-static void phase_read(struct run *r, struct vm_run *v)
+static void close_vm(struct eng *e, size_t i)
+{
+	qmp_close(e->q[i]);
+	e->q[i] = NULL;
+}
+
+static struct qmp *open_vm(struct eng *e, size_t i, struct err *err)
 {
 	char path[PATH_MAX];
-	struct qmp *q;
 
-	if (!r->cfg.vms[v->vm].ok) {
+	socket_path(e->r, &e->r->vms[i], path, sizeof path);
+	return qmp_start(path, e->r->g->timeout_ms, err);
+}
+
+/* ---- phase 1: read, plan, remove --------------------------------------- */
+
+/* A udev event only asks which devices have ids: usbsync's own ids say
+ * where they come from.  Everything else (a timer, a person, a hook)
+ * audits every device as QEMU holds it. */
+static void start_vm(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+
+	if (!e->r->cfg.vms[v->vm].ok) {
 		v->state = VM_CONFIG_ERROR;
-		v->err = r->cfg.vms[v->vm].err;
+		v->err = e->r->cfg.vms[v->vm].err;
 		return;
 	}
-	socket_path(r, v, path, sizeof path);
-	q = qmp_open(path, r->g->timeout_ms, &v->err);
-	if (!q) {
+	if (!(e->q[i] = open_vm(e, i, &v->err))) {
 		v->state = v->err.kind == ERR_NOT_RUNNING ? VM_NOT_RUNNING : VM_FAILED;
 		return;
 	}
-	v->state = VM_FAILED;
-	if (qmp_read_usb(q, ACTUAL_DEVICES | ACTUAL_PORTS, &v->actual, &v->err) &&
-	    plan_vm(&r->cfg, v->vm, &r->tree, r->claims, &v->actual, &v->plan, &v->err) &&
-	    (v->res = calloc(v->plan.n + 1, sizeof *v->res))) {
-		v->state = VM_RUNNING;
-		if (r->apply)
-			apply_dels(q, v);
-	} else if (v->err.kind == ERR_NONE) {
-		err_set(&v->err, ERR_NOMEM, "out of memory");
-	}
-	qmp_close(q);
+	v->state = VM_FAILED; /* until it is read */
+	qmp_queue_read(e->q[i], e->r->quick ? ACTUAL_IDS : ACTUAL_DEVICES, &v->actual);
+	e->x[i].step = STEP_READ;
+	e->reading++;
 }
-
-/* ---- phase 2: add ------------------------------------------------------- */
 
 static bool has_adds(const struct vm_run *v)
 {
@@ -149,77 +176,252 @@ static bool has_adds(const struct vm_run *v)
 	return false;
 }
 
-/* QEMU's answer when a named port does not exist or is taken. */
-static bool port_taken(const struct err *e)
+/* A plan that would add needs the buses, their ports and every usb-host
+ * as QEMU holds it, which a quick read (or an audit before the port
+ * counts) did not ask for. */
+static bool needs_more(const struct vm_run *v)
 {
-	return e->kind == ERR_QMP && strstr(e->msg, "not found (in use?)");
-}
+	const unsigned all = ACTUAL_DEVICES | ACTUAL_PORTS;
 
-/* The bus as planned: its ports, plus those every planned add takes. */
-static bool planned_bus(const struct vm_run *v, const char *name, struct guest_bus *out)
-{
-	for (size_t b = 0; b < v->actual.nbuses; b++) {
-		if (strcmp(v->actual.buses[b].name, name) != 0)
-			continue;
-		*out = v->actual.buses[b];
-		for (size_t i = 0; i < v->plan.n; i++)
-			if (v->plan.items[i].op == OP_ADD && strcmp(v->plan.items[i].bus, name) == 0)
-				out->used[v->plan.items[i].guest_port] = true;
-		return true;
-	}
+	if ((v->actual.known & all) == all)
+		return false;
+	for (size_t i = 0; i < v->plan.n; i++)
+		if (v->plan.items[i].state == ITEM_MISSING)
+			return true;
 	return false;
 }
 
-/* Add one device; when its port turns out to be taken (a device QEMU
- * placed itself reports no port), try the next free one down. */
-static void apply_add(struct qmp *q, struct vm_run *v, size_t i)
+static bool queue_dels(struct eng *e, size_t i)
 {
-	const struct plan_item *it = &v->plan.items[i];
-	struct item_result *res = &v->res[i];
-	char hostport[PORT_STR_MAX];
-	struct guest_bus bus;
-	unsigned port = it->guest_port;
-	struct err e = { 0 };
+	struct vm_run *v = &e->r->vms[i];
+	bool any = false;
 
-	port_format_hostport(&it->port, hostport, sizeof hostport);
-	bool known = planned_bus(v, it->bus, &bus);
-	for (;;) {
-		res->tried = true;
-		res->ok = qmp_usb_host_add(q, it->id, it->bus, port, it->port.bus, hostport, &e);
-		if (res->ok || !port_taken(&e) || !known)
-			break;
-		bus.used[port] = true;
-		if (!(port = plan_free_port(&bus, port)))
-			break;
+	for (size_t k = 0; k < v->plan.n; k++) {
+		if (v->plan.items[k].op != OP_DEL)
+			continue;
+		qmp_queue_del(e->q[i], v->plan.items[k].id, &e->x[i].qres[k]);
+		any = true;
 	}
-	res->guest_port = port;
-	if (!res->ok)
-		item_fail(res, &e);
+	return any;
 }
 
-static void phase_add(struct run *r, struct vm_run *v)
-{
-	char path[PATH_MAX];
-	struct err e = { 0 };
-	struct qmp *q;
+static void start_adds(struct eng *e, size_t i);
 
-	socket_path(r, v, path, sizeof path);
-	q = qmp_open(path, r->g->timeout_ms, &e);
-	for (size_t i = 0; i < v->plan.n; i++) {
-		if (v->plan.items[i].op != OP_ADD)
-			continue;
-		if (q)
-			apply_add(q, v, i);
-		else
-			item_fail(&v->res[i], &e);
+/* Every VM's removals are done once none is left in phase one. */
+static void end_phase1(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+
+	e->reading--;
+	e->x[i].step = e->r->apply && has_adds(v) ? STEP_WAIT : STEP_DONE;
+	/* A monitor is not held while others are still being read: Proxmox's
+	 * own tools wait for it.  The last one keeps it for its adds. */
+	if (e->x[i].step == STEP_DONE || e->reading > 0)
+		close_vm(e, i);
+	for (size_t k = 0; e->reading == 0 && k < e->r->nvms; k++)
+		if (e->x[k].step == STEP_WAIT)
+			start_adds(e, k);
+}
+
+static void after_read(struct eng *e, size_t i)
+{
+	struct run *r = e->r;
+	struct vm_run *v = &r->vms[i];
+
+	plan_clear(&v->plan);
+	if (!qmp_ok(e->q[i], &v->err)) {
+		v->state = v->err.kind == ERR_NOT_RUNNING ? VM_NOT_RUNNING : VM_FAILED;
+	} else if (!plan_vm(&r->cfg, v->vm, &r->tree, r->claims, &v->actual, &v->plan, &v->err)) {
+		v->state = VM_FAILED;
+	} else if (needs_more(v)) {
+		qmp_queue_read(e->q[i], ACTUAL_DEVICES | ACTUAL_PORTS, &v->actual);
+		return;
+	} else if (!(v->res = calloc(v->plan.n + 1, sizeof *v->res)) ||
+		   !(e->x[i].qres = calloc(v->plan.n + 1, sizeof *e->x[i].qres))) {
+		v->state = VM_FAILED;
+		err_set(&v->err, ERR_NOMEM, "out of memory");
+	} else {
+		v->state = VM_RUNNING;
+		if (r->apply && queue_dels(e, i)) {
+			e->x[i].step = STEP_DEL;
+			return;
+		}
 	}
-	qmp_close(q);
+	end_phase1(e, i);
+}
+
+static void after_dels(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+
+	for (size_t k = 0; k < v->plan.n; k++)
+		if (v->plan.items[k].op == OP_DEL)
+			take_result(&v->res[k], &e->x[i].qres[k]);
+	end_phase1(e, i);
+}
+
+/* ---- phase 2: add ------------------------------------------------------- */
+
+/* QEMU's answer when a named port does not exist or is taken. */
+static bool port_taken(const struct qmp_result *q)
+{
+	return q->done && !q->ok && q->err.kind == ERR_QMP &&
+	       strstr(q->err.msg, "not found (in use?)");
+}
+
+static long bus_index(const struct vm_run *v, const char *name)
+{
+	for (size_t b = 0; b < v->actual.nbuses; b++)
+		if (strcmp(v->actual.buses[b].name, name) == 0)
+			return (long)b;
+	return -1;
+}
+
+static void queue_add(struct eng *e, size_t i, size_t k, unsigned port)
+{
+	const struct plan_item *it = &e->r->vms[i].plan.items[k];
+	char hostport[PORT_STR_MAX];
+
+	port_format_hostport(&it->port, hostport, sizeof hostport);
+	e->r->vms[i].res[k].guest_port = port;
+	qmp_queue_add(e->q[i], it->id, it->bus, port, it->port.bus, hostport, &e->x[i].qres[k]);
+}
+
+/* The buses as planned: their ports, plus those every planned add takes. */
+static bool plan_work(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+	struct guest_bus *w = calloc(v->actual.nbuses + 1, sizeof *w);
+
+	if (!w)
+		return false;
+	memcpy(w, v->actual.buses, v->actual.nbuses * sizeof *w);
+	for (size_t k = 0; k < v->plan.n; k++) {
+		long b = v->plan.items[k].op == OP_ADD ? bus_index(v, v->plan.items[k].bus) : -1;
+		if (b >= 0)
+			w[b].used[v->plan.items[k].guest_port] = true;
+	}
+	e->x[i].work = w;
+	return true;
+}
+
+static void start_adds(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+	struct err err = { 0 };
+
+	e->x[i].step = STEP_ADD;
+	if (!e->q[i] && !(e->q[i] = open_vm(e, i, &err))) {
+		for (size_t k = 0; k < v->plan.n; k++)
+			if (v->plan.items[k].op == OP_ADD)
+				item_fail(&v->res[k], &err);
+		e->x[i].step = STEP_DONE;
+		return;
+	}
+	if (!plan_work(e, i))
+		err_set(&err, ERR_NOMEM, "out of memory");
+	for (size_t k = 0; k < v->plan.n; k++) {
+		if (v->plan.items[k].op != OP_ADD)
+			continue;
+		if (err.kind)
+			item_fail(&v->res[k], &err);
+		else
+			queue_add(e, i, k, v->plan.items[k].guest_port);
+	}
+}
+
+/* When an add's port turns out to be taken (a device QEMU placed itself
+ * may not say where), try the next free one down. */
+static bool retry_add(struct eng *e, size_t i, size_t k)
+{
+	struct vm_run *v = &e->r->vms[i];
+	long b = bus_index(v, v->plan.items[k].bus);
+	unsigned port = v->res[k].guest_port;
+
+	if (b < 0 || !port_taken(&e->x[i].qres[k]))
+		return false;
+	e->x[i].work[b].used[port] = true;
+	if (!(port = plan_free_port(&e->x[i].work[b], port)))
+		return false;
+	e->x[i].work[b].used[port] = true;
+	queue_add(e, i, k, port);
+	return true;
+}
+
+static void after_adds(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+	bool again = false;
+
+	for (size_t k = 0; k < v->plan.n; k++) {
+		if (v->plan.items[k].op != OP_ADD || (v->res[k].tried && v->res[k].ok))
+			continue;
+		if (retry_add(e, i, k))
+			again = true;
+		else
+			take_result(&v->res[k], &e->x[i].qres[k]);
+	}
+	if (again)
+		return;
+	close_vm(e, i);
+	e->x[i].step = STEP_DONE;
+}
+
+static void on_idle(size_t i, void *ctx)
+{
+	struct eng *e = ctx;
+
+	switch (e->x[i].step) {
+	case STEP_READ: after_read(e, i); break;
+	case STEP_DEL: after_dels(e, i); break;
+	case STEP_ADD: after_adds(e, i); break;
+	default: break;
+	}
 }
 
 /* ---- the run ------------------------------------------------------------ */
 
+static bool eng_init(struct eng *e, struct run *r)
+{
+	*e = (struct eng){ .r = r };
+	e->q = calloc(r->nvms + 1, sizeof *e->q);
+	e->x = calloc(r->nvms + 1, sizeof *e->x);
+	return e->q && e->x;
+}
+
+static void eng_clear(struct eng *e)
+{
+	for (size_t i = 0; e->q && i < e->r->nvms; i++) {
+		close_vm(e, i);
+		free(e->x[i].qres);
+		free(e->x[i].work);
+	}
+	free(e->q);
+	free(e->x);
+}
+
+/* Sessions are started before the host tree is read, so QEMU answers
+ * the first read while sysfs is walked. */
+static bool talk(struct run *r, struct eng *e)
+{
+	for (size_t i = 0; i < r->nvms; i++)
+		start_vm(e, i);
+	/* Without the host tree nothing can be decided: removing everything
+	 * because the tree looked empty would be the worst answer. */
+	if (!usbtree_read(&r->tree, &r->err))
+		return false;
+	if (!(r->claims = calloc(r->tree.n + 1, sizeof *r->claims)))
+		return err_set(&r->err, ERR_NOMEM, "out of memory");
+	plan_claims(&r->cfg, &r->tree, r->claims);
+	qmp_drive(e->q, r->nvms, on_idle, e);
+	return true;
+}
+
 bool run_execute(struct run *r, char **filter, size_t nfilter)
 {
+	struct eng e;
+	bool ok;
+
 	if (!config_load_dir(r->g->config_dir, &r->cfg, &r->err)) {
 		r->failed_global = true;
 		return false;
@@ -231,24 +433,16 @@ bool run_execute(struct run *r, char **filter, size_t nfilter)
 	for (size_t i = 0; i < nfilter; i++)
 		if (config_add_vm(&r->cfg, filter[i]) < 0)
 			return err_set(&r->err, ERR_USAGE, "--vm '%.64s': not a VM name", filter[i]);
-	/* Without the host tree nothing can be decided: removing everything
-	 * because the tree looked empty would be the worst answer. */
-	if (!usbtree_read(&r->tree, &r->err)) {
-		r->failed_global = true;
-		return false;
-	}
-	r->claims = calloc(r->tree.n + 1, sizeof *r->claims);
-	if (!r->claims || !select_vms(r, filter, nfilter)) {
+	if (!select_vms(r, filter, nfilter) || !eng_init(&e, r)) {
+		if (r->vms)
+			eng_clear(&e);
 		r->failed_global = true;
 		return err_set(&r->err, ERR_NOMEM, "out of memory");
 	}
-	plan_claims(&r->cfg, &r->tree, r->claims);
-	for (size_t i = 0; i < r->nvms; i++)
-		phase_read(r, &r->vms[i]);
-	for (size_t i = 0; r->apply && i < r->nvms; i++)
-		if (has_adds(&r->vms[i]))
-			phase_add(r, &r->vms[i]);
-	return true;
+	if (!(ok = talk(r, &e)))
+		r->failed_global = true;
+	eng_clear(&e);
+	return ok;
 }
 
 void run_clear(struct run *r)
