@@ -1867,6 +1867,10 @@ void qmp_queue_read(struct qmp *q, unsigned what, struct vm_actual *out)
 	q->rd->want = what;
 	q->rd->out = out;
 	read_step(q);
+	/* Sent now, not at the next poll: QEMU answers while the caller does
+	 * something else (the engine walks sysfs). */
+	if (!q->broken && !q->connecting && !q->retry_at)
+		send_some(q);
 }
 
 bool qmp_read_usb(struct qmp *q, unsigned what, struct vm_actual *out, struct err *e)

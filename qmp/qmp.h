@@ -99,8 +99,9 @@ void qmp_drive(struct qmp **qs, size_t n, qmp_idle_fn *idle, void *ctx);
  * out->known says what that is. */
 bool qmp_read_usb(struct qmp *q, unsigned what, struct vm_actual *out, struct err *e);
 
-/* The same, queued: done when qmp_drive calls idle for this session;
- * then qmp_ok says whether it worked. */
+/* The same, queued, and what can be sent is sent at once, so QEMU works
+ * on it while the caller does something else.  Done when qmp_drive calls
+ * idle for this session; then qmp_ok says whether it worked. */
 void qmp_queue_read(struct qmp *q, unsigned what, struct vm_actual *out);
 
 /* Free what a read allocated and zero `a`. */

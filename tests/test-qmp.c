@@ -1596,6 +1596,33 @@ Test(qmp, quick_read_of_a_noop_sends_two_commands_in_one_write)
 	qmp_actual_clear(&a);
 }
 
+Test(qmp, a_queued_read_is_sent_at_once_so_qemu_works_meanwhile)
+{
+	static const struct step steps[] = {
+		{ OP_SEND, GREETING, NULL },
+		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
+		{ OP_REPLY, RETURN("[" PROPS "]"), "/machine/peripheral" },
+		{ OP_HOLD, NULL, NULL },
+		{ 0 },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	serve(steps, NULL);
+	q = start_ok();
+	qmp_queue_read(q, ACTUAL_IDS, &a);
+	/* no qmp_drive yet: the monitor has both commands all the same */
+	for (int i = 0; i < 200 && __atomic_load_n(&srv.commands, __ATOMIC_SEQ_CST) < 2; i++)
+		usleep(10000);
+	cr_expect_eq(__atomic_load_n(&srv.commands, __ATOMIC_SEQ_CST), 2);
+	drive(q);
+	cr_expect(qmp_ok(q, &e), "%s", e.msg);
+	qmp_close(q);
+	expect_clean_server();
+	qmp_actual_clear(&a);
+}
+
 /* usbhost3-4.1.2 holds host port 4.1.3 although its id says 4.1.2. */
 static const char *const QTREE_CONTRADICTING[] = {
 	"bus: main-system-bus", "  type System", "  dev: qemu-xhci, id \"xhci\"",
