@@ -77,6 +77,16 @@ struct vm_run {
 	struct item_result *res; /* one per plan item */
 };
 
+/* What a run cost (reconcile --stats). */
+struct run_stats {
+	unsigned qmp_commands;   /* sent, over every session */
+	unsigned qmp_sessions;
+	unsigned qmp_fallbacks;  /* reads that went through QOM, not `info qtree` */
+	size_t qmp_bytes;        /* read from QEMU */
+	double ms_sysfs;         /* reading the host's USB tree */
+	double ms_qmp;           /* talking to QEMU, not overlapping ms_sysfs */
+};
+
 struct run {
 	const struct globals *g;
 	bool apply;              /* false: plan only (dry run, status) */
@@ -91,6 +101,7 @@ struct run {
 	struct err err;          /* run-wide failure (tree or config dir) */
 	bool failed_global;
 	bool vm_names_bad;       /* some config file has an invalid VM name */
+	struct run_stats stats;
 };
 
 /* Select VMs (all with a config when nfilter == 0), read, plan and, when
@@ -98,6 +109,9 @@ struct run {
  * additions.  Returns false only for run-wide failures (r->err). */
 bool run_execute(struct run *r, char **filter, size_t nfilter);
 void run_clear(struct run *r);
+
+/* A monotonic clock in ms, for timing what a run does. */
+double run_clock_ms(void);
 
 /* Exit code for a finished run: 1 if anything failed, else 2 for config
  * errors and conflicts, else 3 when `check` and changes are pending. */
@@ -122,6 +136,7 @@ bool cli_trigger(const char *name, struct trigger *t);
 
 struct reconcile_opts {
 	bool dry_run, check, json, all;
+	bool stats;              /* print what the run cost on stderr */
 	bool no_coalesce;        /* never skip the run (watch debounces itself) */
 	int64_t prune_before_ms; /* after recording, prune history older; 0 = not */
 };

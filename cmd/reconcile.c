@@ -116,6 +116,20 @@ static void print_human(const struct run *r, bool dry_run)
 		printf("dry run: %zu change%s pending, nothing changed\n", changes, changes == 1 ? "" : "s");
 }
 
+/* One line on stderr: what the run cost, for people and for `make bench`. */
+static void print_stats(const struct run *r, double ms_total, double ms_sqlite, bool json)
+{
+	const struct run_stats *s = &r->stats;
+
+	fprintf(stderr, json ? "{\"stats\":{\"qmp_commands\":%u,\"qmp_sessions\":%u,"
+		"\"qmp_fallbacks\":%u,\"qmp_bytes\":%zu,\"ms_total\":%.3f,\"ms_sysfs\":%.3f,"
+		"\"ms_qmp\":%.3f,\"ms_sqlite\":%.3f}}\n"
+		: "usbsync: stats: qmp_commands=%u qmp_sessions=%u qmp_fallbacks=%u qmp_bytes=%zu "
+		"ms_total=%.3f ms_sysfs=%.3f ms_qmp=%.3f ms_sqlite=%.3f\n",
+		s->qmp_commands, s->qmp_sessions, s->qmp_fallbacks, s->qmp_bytes, ms_total,
+		s->ms_sysfs, s->ms_qmp, ms_sqlite);
+}
+
 int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		   const struct trigger *trig, char **vms, size_t nvms)
 {
@@ -124,6 +138,7 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	bool dry_run = o->dry_run;
 	struct err e = { 0 };
 	int held = -1;
+	double t0 = run_clock_ms(), ms_sqlite = 0;
 
 	/* Only runs that change something are serialized; a full run may be
 	 * covered by one already queued. */
@@ -136,6 +151,8 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 				printf("coalesced: a run already queued will cover this one\n");
 			else
 				printf("{\"coalesced\":true,\"exit_code\":0}\n");
+			if (o->stats)
+				print_stats(&r, run_clock_ms() - t0, 0, o->json);
 			return EXIT_OK;
 		case LOCK_FAILED:
 			fprintf(stderr, "usbsync: %s\n", out_escape(e.msg));
@@ -149,11 +166,16 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		out_run_json(stdout, &r, dry_run, rc);
 	else
 		print_human(&r, dry_run);
-	if (r.err.kind != ERR_USAGE)
+	if (r.err.kind != ERR_USAGE) {
+		double t = run_clock_ms();
 		run_record(&r, trig, dry_run, rc);
+		ms_sqlite = run_clock_ms() - t;
+	}
 	cli_unlock(held);
 	if (o->prune_before_ms)
 		cli_prune(g, o->prune_before_ms, true);
+	if (o->stats)
+		print_stats(&r, run_clock_ms() - t0, ms_sqlite, o->json);
 	run_clear(&r);
 	return rc;
 }
@@ -168,6 +190,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		{ "trigger", required_argument, NULL, 't' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "prune-older-than", required_argument, NULL, 'P' },
+		{ "stats", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -191,6 +214,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		case 'j': o.json = true; break;
 		case 't': trigger = optarg; break;
 		case 'a': o.all = true; break;
+		case 's': o.stats = true; break;
 		case 'P':
 			if (!cli_parse_time(optarg, cli_now_ms(), &o.prune_before_ms)) {
 				fprintf(stderr, "usbsync: --prune-older-than '%s': expected e.g. 90d\n",
@@ -200,7 +224,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 			break;
 		case 'h':
 			printf("usage: usbsync reconcile [--vm VM]... [--all] [--dry-run] [--check] [--json]"
-			       " [--trigger udev|timer|hook|manual] [--prune-older-than T]\n");
+			       " [--trigger udev|timer|hook|manual] [--prune-older-than T] [--stats]\n");
 			return EXIT_OK;
 		default: return EXIT_USAGE;
 		}

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qmp/qmp.h"
 #include "reconcile/port.h"
@@ -112,6 +113,14 @@ struct eng {
 	size_t reading;           /* VMs still in phase one */
 };
 
+double run_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void item_fail(struct item_result *res, const struct err *e)
 {
 	res->tried = true;
@@ -132,6 +141,15 @@ static void take_result(struct item_result *res, const struct qmp_result *q)
 
 static void close_vm(struct eng *e, size_t i)
 {
+	const struct qmp_stats *st;
+
+	if (!e->q[i])
+		return;
+	st = qmp_get_stats(e->q[i]);
+	e->r->stats.qmp_commands += st->commands;
+	e->r->stats.qmp_bytes += st->bytes_read;
+	e->r->stats.qmp_fallbacks += st->fallbacks;
+	e->r->stats.qmp_sessions++;
 	qmp_close(e->q[i]);
 	e->q[i] = NULL;
 }
@@ -404,8 +422,12 @@ static void eng_clear(struct eng *e)
  * the first read while sysfs is walked. */
 static bool talk(struct run *r, struct eng *e)
 {
+	double t = run_clock_ms();
+
 	for (size_t i = 0; i < r->nvms; i++)
 		start_vm(e, i);
+	r->stats.ms_qmp += run_clock_ms() - t;
+	t = run_clock_ms();
 	/* Without the host tree nothing can be decided: removing everything
 	 * because the tree looked empty would be the worst answer. */
 	if (!usbtree_read(&r->tree, &r->err))
@@ -413,7 +435,10 @@ static bool talk(struct run *r, struct eng *e)
 	if (!(r->claims = calloc(r->tree.n + 1, sizeof *r->claims)))
 		return err_set(&r->err, ERR_NOMEM, "out of memory");
 	plan_claims(&r->cfg, &r->tree, r->claims);
+	r->stats.ms_sysfs += run_clock_ms() - t;
+	t = run_clock_ms();
 	qmp_drive(e->q, r->nvms, on_idle, e);
+	r->stats.ms_qmp += run_clock_ms() - t;
 	return true;
 }
 
