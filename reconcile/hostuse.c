@@ -10,7 +10,8 @@
  *  2. Matching is by major:minor where the kernel gives one, and by the
  *     kernel's name "/dev/<name>" otherwise: both come from sysfs and
  *     /proc, never from the device's own strings.
- *  3. When it cannot tell (mountinfo unreadable), the answer is "in use".
+ *  3. When it cannot tell (mountinfo unreadable, more block devices than
+ *     it can hold), the answer is "in use".
  *  4. A /dev node is opened only when it is the block device sysfs names,
  *     read-only and non-blocking, and closed at once.
  */
@@ -44,6 +45,7 @@ struct blk {
 struct blks {
 	struct blk b[BLKS_MAX];
 	size_t n;
+	bool full; /* more than BLKS_MAX: some went unseen */
 };
 
 /* ---- sysfs ------------------------------------------------------------- */
@@ -181,7 +183,11 @@ static struct blk *add_blk(struct blks *s, int fd, const char *name, bool whole)
 	char dev[ATTR_MAX];
 	struct blk *b;
 
-	if (s->n == BLKS_MAX || strlen(name) >= NAME_LEN)
+	if (s->n == BLKS_MAX) {
+		s->full = true;
+		return NULL;
+	}
+	if (strlen(name) >= NAME_LEN)
 		return NULL;
 	b = &s->b[s->n];
 	if (!read_attr(fd, "dev", dev) || !parse_majmin(dev, &b->maj, &b->min))
@@ -232,6 +238,7 @@ static void find_blks(const char *path, struct blks *s)
 	int fd;
 
 	s->n = 0;
+	s->full = false;
 	if (snprintf(iface, sizeof iface, "%s:", slash ? slash + 1 : path) >= (int)sizeof iface)
 		return;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -431,10 +438,15 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 		return true;
 	}
 	find_blks(path, s);
-	used = s->n > 0 &&
-	       (scan_file(p->mountinfo, false, mount_line, s, why, n) ||
-		scan_file(p->swaps, true, swap_line, s, why, n) ||
-		held(s, why, n) || held_exclusively(p, s, why, n));
+	if (s->full) { /* invariant 3: an unseen partition may be mounted */
+		snprintf(why, n, "cannot tell: more than %d block devices", BLKS_MAX);
+		used = true;
+	} else {
+		used = s->n > 0 &&
+		       (scan_file(p->mountinfo, false, mount_line, s, why, n) ||
+			scan_file(p->swaps, true, swap_line, s, why, n) ||
+			held(s, why, n) || held_exclusively(p, s, why, n));
+	}
 	free(s);
 	return used;
 }

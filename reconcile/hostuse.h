@@ -35,11 +35,12 @@ void hostuse_paths_default(struct hostuse_paths *p);
 /* Does the host use a block device of the USB device at `syspath`
  * ("/sys/devices/.../3-4.1.4")?  Looks at every
  *   <dev>:<c>.<i>/host*\/target*\/<h:c:t:l>/block/<disk>[/<partition>]
- * under it.  True with why = "/dev/sdb1 on /mnt/backup" (or "is swap",
- * "held by dm-0", "is held open exclusively", "cannot read ...: ..."),
- * cut to fit `n`; false with why = "" when it has no block device or none
- * is in use.  When it cannot tell (mountinfo unreadable) it says in use:
- * skipping a free disk loses nothing, passing a mounted one loses data. */
+ * under it.  True with why = "/dev/sdb1 on /mnt/backup" (or "/dev/sdb2
+ * is swap", "/dev/sdb1 held by dm-0", "/dev/sdb is held open
+ * exclusively", "cannot tell: ..."), cut to fit `n`; false with why = ""
+ * when it has no block device or none is in use.  When it cannot tell
+ * (mountinfo unreadable, too many block devices) it says in use: skipping
+ * a free disk loses nothing, passing a mounted one loses data. */
 bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 		   char *why, size_t n);
 

@@ -548,3 +548,16 @@ Test(hostuse, usbtree_read_fills_in_use_for_disks_only)
 	usbtree_clear(&tree);
 	g_object_unref(bed);
 }
+
+Test(hostuse, more_block_devices_than_it_can_hold_means_in_use)
+{
+	char name[16], majmin[16];
+	usb_disk("sdb", "8:16");
+	for (int i = 1; i <= 130; i++) {
+		FMT(name, "sdb%d", i);
+		FMT(majmin, "259:%d", i);
+		partition(name, majmin);
+	}
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "cannot tell: more than 128 block devices");
+}

@@ -453,3 +453,16 @@ Test(plan, longest_in_use_reason_fits_the_why)
 	cr_expect_eq(strlen(why), strlen("in use by host ()") + sizeof d->in_use - 1);
 	cr_expect_eq(why[strlen(why) - 1], ')');
 }
+
+/* Found by `make asan` (UBSan): a VM without any USB bus, as qmp_read_usb
+ * reports it (buses NULL, nbuses 0), made plan_vm memcpy from NULL. */
+Test(plan, vm_without_usb_buses_is_planned_without_memcpy_from_null)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	F.actual.buses = NULL;
+	F.actual.devs = NULL;
+	plan_for("100");
+	cr_expect_str_eq(summary(), "missing usbhost3-4.4");
+	cr_expect(F.plan.items[0].error);
+}
