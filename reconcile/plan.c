@@ -300,7 +300,7 @@ bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
 	c.handled = calloc(tree->n + 1, sizeof *c.handled);
 	if (!c.buses || !c.handled)
 		ok = false;
-	else
+	else if (actual->nbuses) /* buses is NULL when there are none */
 		memcpy(c.buses, actual->buses, actual->nbuses * sizeof *c.buses);
 	for (size_t i = 0; ok && i < actual->ndevs; i++)
 		if (strncmp(actual->devs[i].id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) == 0)

@@ -52,7 +52,8 @@ enum item_state {
 	ITEM_MISSING,   /* wanted, not present: op is ADD (or error is set) */
 	ITEM_STALE,     /* managed but not wanted: op is DEL */
 	ITEM_CONFLICT,  /* wanted by several VMs: left as it is */
-	ITEM_SKIPPED,   /* wanted, but an unmanaged usb-host holds its port */
+	ITEM_SKIPPED,   /* wanted, but an unmanaged usb-host holds its port,
+			 * or the host uses its disk */
 };
 
 enum item_op { OP_NONE = 0, OP_ADD, OP_DEL };
