@@ -35,8 +35,8 @@
 #include "qmp/json.h"
 #include "reconcile/port.h"
 
-#define READ_INIT 4096
-#define OUT_INIT 4096
+#define READ_INIT 1024
+#define OUT_INIT 512
 #define OUT_MAX (1024 * 1024) /* commands queued and not yet sent */
 #define PENDING_MAX 16384   /* commands awaiting their replies */
 #define LABEL_MAX 192       /* "qom-get /machine/peripheral/x/x.0 child[3]" */
@@ -256,7 +256,7 @@ static void qmp_error(const struct json *j, int err, const char *label, struct e
 
 static bool grow(void **p, size_t *cap, size_t need, size_t size, size_t max)
 {
-	size_t n = *cap ? *cap : 16;
+	size_t n = *cap ? *cap : 4;
 	void *np;
 
 	if (need <= *cap)
@@ -496,6 +496,19 @@ static bool take_messages(struct qmp *q)
 	return any;
 }
 
+/* Give back what one large message (a qtree) grew the buffer to: with
+ * fifty sessions at once it would add up. */
+static void shrink(struct qmp *q)
+{
+	char *b;
+
+	if (q->off != q->len || q->cap <= READ_INIT || !(b = realloc(q->buf, READ_INIT)))
+		return;
+	q->buf = b;
+	q->cap = READ_INIT;
+	q->len = q->off = q->scan = 0;
+}
+
 static void recv_some(struct qmp *q)
 {
 	ssize_t got;
@@ -515,6 +528,7 @@ static void recv_some(struct qmp *q)
 	q->len += (size_t)got;
 	q->stats.bytes_read += (size_t)got;
 	take_messages(q);
+	shrink(q);
 }
 
 static void send_some(struct qmp *q)
@@ -923,7 +937,7 @@ enum asked { ASK_IDS = 1, ASK_QTREE = 2, ASK_COUNTS = 4, ASK_BUSES = 8, ASK_KIDS
 struct rd {
 	unsigned want, known, asked;
 	struct vm_actual *out;
-	struct ctl ctl[CTL_MAX];  /* never move: replies write into them */
+	struct ctl *ctl[CTL_MAX]; /* each its own allocation: replies write into them */
 	size_t nctl;
 	struct guest_dev *managed; /* from /machine/peripheral */
 	size_t nmanaged, capmanaged;
@@ -939,8 +953,10 @@ static void rd_free(struct rd *rd)
 {
 	if (!rd)
 		return;
-	for (size_t i = 0; i < rd->nctl; i++)
-		free(rd->ctl[i].kids);
+	for (size_t i = 0; i < rd->nctl; i++) {
+		free(rd->ctl[i]->kids);
+		free(rd->ctl[i]);
+	}
 	free(rd->managed);
 	free(rd->devs);
 	free(rd);
@@ -1027,28 +1043,26 @@ static bool usb_device_type(const char *type)
 	       !strcmp(type, "canokey");
 }
 
-static struct ctl *find_ctl(struct rd *rd, const char *id)
+/* The controller with this id, added if new: its index, or NONE. */
+static size_t add_ctl(struct rd *rd, const char *id, enum hc_kind kind, struct err *e)
 {
+	struct ctl *c;
+
 	for (size_t i = 0; i < rd->nctl; i++)
-		if (strcmp(rd->ctl[i].id, id) == 0)
-			return &rd->ctl[i];
-	return NULL;
-}
-
-static struct ctl *add_ctl(struct rd *rd, const char *id, enum hc_kind kind, struct err *e)
-{
-	struct ctl *c = find_ctl(rd, id);
-
-	if (c)
-		return c;
+		if (strcmp(rd->ctl[i]->id, id) == 0)
+			return i;
 	if (rd->nctl == CTL_MAX) {
 		err_set(e, ERR_PROTOCOL, "more than %d USB controllers", CTL_MAX);
-		return NULL;
+		return NONE;
 	}
-	c = &rd->ctl[rd->nctl++];
+	if (!(c = calloc(1, sizeof *c))) {
+		err_set(e, ERR_NOMEM, "out of memory");
+		return NONE;
+	}
 	*c = (struct ctl){ .kind = kind, .p2 = 4, .p3 = 4, .nports = 3 }; /* QEMU's defaults */
 	snprintf(c->id, sizeof c->id, "%s", id);
-	return c;
+	rd->ctl[rd->nctl] = c;
+	return rd->nctl++;
 }
 
 static struct guest_dev *add_dev(struct guest_dev **devs, size_t *n, size_t *cap,
@@ -1085,12 +1099,12 @@ static bool peripheral(struct rd *rd, const char *id, const char *type, struct e
 {
 	struct guest_dev *d;
 	enum hc_kind kind;
-	struct ctl *c;
+	size_t c;
 
 	if (hc_type(type, &kind)) {
-		if (!(c = add_ctl(rd, id, kind, e)))
+		if ((c = add_ctl(rd, id, kind, e)) == NONE)
 			return false;
-		c->from_ids = true;
+		rd->ctl[c]->from_ids = true;
 		return true;
 	}
 	if (strncmp(id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) != 0 || !usb_device_type(type))
@@ -1254,7 +1268,7 @@ static bool qt_usb_bus(struct qt *t, struct qt_frame *bus, struct err *e)
 	const struct qt_frame *dev = t->n >= 2 ? &t->f[t->n - 2] : NULL;
 	char want[QOM_NAME_MAX + 2];
 	enum hc_kind kind;
-	struct ctl *c;
+	size_t c;
 
 	bus->usb = true;
 	if (!dev || dev->bus || !qemu_id_ok(dev->id))
@@ -1263,12 +1277,12 @@ static bool qt_usb_bus(struct qt *t, struct qt_frame *bus, struct err *e)
 	if (strcmp(want, bus->name) != 0)
 		return true;
 	hc_type(dev->name, &kind);
-	if (!(c = add_ctl(t->rd, dev->id, kind, e)))
+	if ((c = add_ctl(t->rd, dev->id, kind, e)) == NONE)
 		return false;
-	if (c->has_bus)
-		return qt_bad(t, e, "controller %s has two buses", c->id);
-	c->has_bus = true;
-	bus->ctl = (size_t)(c - t->rd->ctl);
+	if (t->rd->ctl[c]->has_bus)
+		return qt_bad(t, e, "controller %s has two buses", dev->id);
+	t->rd->ctl[c]->has_bus = true;
+	bus->ctl = c;
 	return true;
 }
 
@@ -1473,12 +1487,13 @@ static void qtree_drop(struct rd *rd)
 	size_t n = 0;
 
 	for (size_t i = 0; i < rd->nctl; i++) {
-		if (!rd->ctl[i].from_ids) {
-			free(rd->ctl[i].kids);
+		if (!rd->ctl[i]->from_ids) {
+			free(rd->ctl[i]->kids);
+			free(rd->ctl[i]);
 			continue;
 		}
 		rd->ctl[n] = rd->ctl[i];
-		rd->ctl[n++].has_bus = false;
+		rd->ctl[n++]->has_bus = false;
 	}
 	rd->nctl = n;
 	rd->ndevs = 0;
@@ -1675,8 +1690,8 @@ static size_t ask_counts(struct qmp *q, struct rd *rd)
 
 	rd->asked |= ASK_COUNTS;
 	for (size_t i = 0; i < rd->nctl; i++)
-		if (!rd->ctl[i].gone)
-			n += ask_counts_of(q, &rd->ctl[i]);
+		if (!rd->ctl[i]->gone)
+			n += ask_counts_of(q, rd->ctl[i]);
 	return n;
 }
 
@@ -1687,7 +1702,7 @@ static size_t ask_buses(struct qmp *q, struct rd *rd)
 
 	rd->asked |= ASK_BUSES;
 	for (size_t i = 0; i < rd->nctl; i++) {
-		struct ctl *c = &rd->ctl[i];
+		struct ctl *c = rd->ctl[i];
 		char bus[PATH_MAX_QOM], qbus[PATH_MAX_QOM * 6], args[sizeof qbus + 16];
 		struct call list = { .exec = "qom-list", .args = args, .fn = on_bus_list,
 				     .ctx = c, .tolerate = "DeviceNotFound",
@@ -1728,7 +1743,7 @@ static size_t ask_kids(struct qmp *q, struct rd *rd)
 
 	rd->asked |= ASK_KIDS;
 	for (size_t i = 0; i < rd->nctl; i++)
-		total += rd->ctl[i].gone ? 0 : rd->ctl[i].nkids;
+		total += rd->ctl[i]->gone ? 0 : rd->ctl[i]->nkids;
 	free(rd->devs);
 	rd->ndevs = rd->capdevs = 0;
 	/* sized once: replies write into these */
@@ -1739,7 +1754,7 @@ static size_t ask_kids(struct qmp *q, struct rd *rd)
 	}
 	rd->capdevs = total;
 	for (size_t i = 0; i < rd->nctl; i++) {
-		const struct ctl *c = &rd->ctl[i];
+		const struct ctl *c = rd->ctl[i];
 		for (size_t k = 0; !c->gone && k < c->nkids; k++) {
 			struct guest_dev *g = &rd->devs[rd->ndevs++];
 			snprintf(g->type, sizeof g->type, "%s", c->kids[k].type);
@@ -1914,11 +1929,13 @@ static void mark_used(struct vm_actual *a)
 	}
 }
 
-/* Only managed devices, from their ids: a quick read. */
+/* Only managed devices, from their ids: a quick read.  No buses, but an
+ * empty array all the same: readers may copy it. */
 static bool model_ids(const struct rd *rd, struct vm_actual *out, struct err *e)
 {
+	out->buses = calloc(1, sizeof *out->buses);
 	out->devs = calloc(rd->nmanaged + 1, sizeof *out->devs);
-	if (!out->devs)
+	if (!out->buses || !out->devs)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < rd->nmanaged; i++) {
 		struct guest_dev *d = &out->devs[out->ndevs++];
@@ -1945,7 +1962,7 @@ static bool model_devices(const struct rd *rd, struct vm_actual *out, struct err
 	if (!out->buses || !out->devs)
 		return err_set(e, ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < rd->nctl; i++) {
-		const struct ctl *c = &rd->ctl[i];
+		const struct ctl *c = rd->ctl[i];
 		struct guest_bus *b = &out->buses[out->nbuses];
 
 		bus_of[i] = NONE;

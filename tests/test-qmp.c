@@ -1581,6 +1581,7 @@ Test(qmp, quick_read_of_a_noop_sends_two_commands_in_one_write)
 	cr_expect_eq(srv.max_pending, 2, "sent before the greeting came, in one write");
 	cr_expect_eq(a.known, ACTUAL_IDS);
 	cr_expect_eq(a.nbuses, 0u, "buses are not read");
+	cr_expect_not_null(a.buses, "but an array all the same: the planner copies it");
 	cr_assert_eq(a.ndevs, 1u, "only the managed device");
 	cr_expect_str_eq(a.devs[0].id, "usbhost3-4.1.2");
 	cr_expect(a.devs[0].is_host && a.devs[0].from_id);
