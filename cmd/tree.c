@@ -44,6 +44,8 @@ static void print_json(const struct config *cfg, const struct usbtree *t, const 
 		out_json_str(stdout, d->manufacturer);
 		printf(",\"claim\":");
 		out_json_str(stdout, claim_text(cfg, d, &c[i], who, sizeof who));
+		printf(",\"in_use\":");
+		out_json_str(stdout, d->in_use[0] ? d->in_use : NULL);
 		printf("}");
 	}
 	printf("]\n");
@@ -51,7 +53,7 @@ static void print_json(const struct config *cfg, const struct usbtree *t, const 
 
 static void print_human(const struct config *cfg, const struct usbtree *t, const struct claim *c)
 {
-	char port[PORT_STR_MAX], vp[10], who[256], label[PORT_STR_MAX + 2 * PORT_DEPTH_MAX + 8];
+	char port[PORT_STR_MAX], vp[10], who[512], label[PORT_STR_MAX + 2 * PORT_DEPTH_MAX + 8];
 	struct table *tab = table_new(6);
 	unsigned bus = 0;
 
@@ -66,9 +68,14 @@ static void print_human(const struct config *cfg, const struct usbtree *t, const
 		}
 		snprintf(label, sizeof label, "%*s%s", 2 * d->port.depth, "",
 			 port_format(&d->port, port, sizeof port));
+		claim_text(cfg, d, &c[i], who, sizeof who);
+		if (d->in_use[0] && c[i].kind == CLAIM_VM) {
+			size_t len = strlen(who);
+			snprintf(who + len, sizeof who - len, ", but in use by host (%s)",
+				 out_escape(d->in_use));
+		}
 		table_row(tab, label, out_vidpid(d, vp), usbtree_speed_name(d->speed),
-			  out_escape(d->product), out_escape(d->manufacturer),
-			  claim_text(cfg, d, &c[i], who, sizeof who));
+			  out_escape(d->product), out_escape(d->manufacturer), who);
 	}
 	table_print(tab, stdout, "");
 	table_free(tab);

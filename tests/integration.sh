@@ -796,6 +796,25 @@ test_hostile_udev_environment_is_not_trusted() {
 	expect_in "$h" '"trigger":"udev","action":null,"devpath":null' "nothing of it stored"
 }
 
+test_a_disk_the_host_has_mounted_is_never_passed_through() {
+	TREE=$TREES/disk.umockdev
+	vm_start 100 -device qemu-xhci,id=xhci,p2=8,p3=8
+	conf 100 $'4-1\n4-3'
+	printf '36 35 259:1001 / /media/usb\\040stick rw,relatime shared:1 - vfat /dev/sdzz1 rw\n' > "$T/mountinfo"
+	printf 'Filename\tType\tSize\tUsed\tPriority\n' > "$T/swaps"
+	export USBSYNC_MOUNTINFO=$T/mountinfo USBSYNC_SWAPS=$T/swaps
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost4-3" "only the disk nobody uses"
+	expect_in "$OUT" "in use by host (/dev/sdzz1 on /media/usb stick)" "reported"
+	us tree
+	expect_in "$OUT" "vm 100, but in use by host (/dev/sdzz1 on /media/usb stick)" "tree shows it"
+	: > "$T/mountinfo"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost4-1 usbhost4-3" "attached once unmounted"
+}
+
 # ---- runner ------------------------------------------------------------------
 
 passed=0 failed=0 failures=""
