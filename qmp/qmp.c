@@ -1336,9 +1336,12 @@ static bool qt_prop(struct qt *t, struct qt_frame *f, const char *body, struct e
 	const char *eq = strstr(body, " = "), *v = eq ? eq + 3 : NULL;
 	struct guest_dev *d = &t->rd->devs[f->dev];
 	char name[QOM_NAME_MAX];
+	size_t n = eq ? (size_t)(eq - body) : 0;
 	bool ok = true;
 
-	if (!eq || !qt_word(body, (size_t)(eq - body), name))
+	while (n > 0 && body[n - 1] == ' ') /* names printed aligned */
+		n--;
+	if (!eq || !qt_word(body, n, name))
 		return qt_bad(t, e, "expected a property");
 	if (strcmp(name, "port") == 0) {
 		if (!qt_seen(t, f, SEEN_PORT, e))
@@ -1745,6 +1748,7 @@ static size_t ask_kids(struct qmp *q, struct rd *rd)
 	for (size_t i = 0; i < rd->nctl; i++)
 		total += rd->ctl[i]->gone ? 0 : rd->ctl[i]->nkids;
 	free(rd->devs);
+	rd->devs = NULL; /* a bus with no children allocates nothing below */
 	rd->ndevs = rd->capdevs = 0;
 	/* sized once: replies write into these */
 	if (total && !(rd->devs = calloc(total, sizeof *rd->devs))) {

@@ -1384,6 +1384,29 @@ static void qtree_falls_back(const char *const *lines)
 	free(tree);
 }
 
+Test(qmp, qtree_with_aligned_property_names_is_read_in_one_command)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus    = 3 (0x3)", "        hostport   = \"4.4\"",
+		"        port       = \"1\"", "        addr 0.0, port 1, speed 12, name X", NULL,
+	};
+	char *tree = hmp_reply(lines);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+
+	cr_assert(read_usb(rules, ACTUAL_DEVICES, &a, &e), "%s", e.msg);
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	cr_assert_eq(a.ndevs, 1u);
+	cr_expect_eq(a.devs[0].hostbus, 3u);
+	cr_expect_str_eq(a.devs[0].hostport, "4.4");
+	qmp_actual_clear(&a);
+	free(tree);
+}
+
 Test(qmp, qtree_with_a_forged_device_after_a_name_falls_back)
 {
 	/* a product name holding "\r\n" and a device line of its own */
@@ -1942,4 +1965,31 @@ Test(qemu, real_qemu_second_client_times_out_while_first_holds_monitor)
 	qmp_close(first);
 	second = qemu_open(); /* served once the first has left */
 	qmp_close(second);
+}
+
+/* Regression: a usb-host listed by info qtree, then a line QEMU did not
+ * write, then no children on the bus freed the device array twice. */
+Test(qmp, qtree_device_then_garbage_and_an_empty_bus_does_not_double_free)
+{
+	static const char *const lines[] = {
+		SIMPLE_HEAD, "        hostbus = 3 (0x3)", "        hostport = \"4.4\"",
+		"        port = \"1\"", "        addr 0.0, port 1, speed 12, name Evil",
+		"      dev: usb-host, id \"\"", NULL,
+	};
+	char *tree = hmp_reply(lines);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") "]") },
+		{ LIST(XBUS), RETURN("[" PROPS "]") },
+		{ P2, RETURN("4") }, { P3, RETURN("4") }, { NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	serve(rules_only, rules);
+	struct qmp *q = open_ok();
+	cr_assert(qmp_read_usb(q, FULL, &a, &e), "%s", e.msg);
+	qmp_close(q);
+	server_done();
+	qmp_actual_clear(&a);
+	free(tree);
 }
