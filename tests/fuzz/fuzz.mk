@@ -8,7 +8,7 @@
 #   make asan          usbsync and the unit tests built by clang with ASan
 #                      and UBSan in build-asan; unit tests under umockdev
 #   make lint          cppcheck and clang-tidy, zero findings allowed
-#   make check-extra   asan and fuzz-smoke: what `make check` adds
+#   make check-extra   lint, asan and fuzz-smoke: what `make check` adds
 #
 # Fuzzing needs clang (libFuzzer is in libclang-rt-14-dev).  New inputs
 # stay in $(FUZZ_BUILD)/corpus/<target>; a crash is saved as
@@ -94,6 +94,6 @@ lint:
 		grep -v ' warnings\? generated\.$$' $(BUILD)/clang-tidy.log >&2; exit $$rc
 	@echo "lint: cppcheck and clang-tidy found nothing"
 
-check-extra: asan fuzz-smoke
+check-extra: lint asan fuzz-smoke
 
 -include $(FUZZ_BINS:=.d)
