@@ -68,7 +68,9 @@ static void print_human(const struct config *cfg, const struct usbtree *t, const
 		}
 		snprintf(label, sizeof label, "%*s%s", 2 * d->port.depth, "",
 			 port_format(&d->port, port, sizeof port));
-		claim_text(cfg, d, &c[i], who, sizeof who);
+		const char *claim = claim_text(cfg, d, &c[i], who, sizeof who);
+		if (claim != who)
+			snprintf(who, sizeof who, "%s", claim);
 		if (d->in_use[0] && c[i].kind == CLAIM_VM) {
 			size_t len = strlen(who);
 			snprintf(who + len, sizeof who - len, ", but in use by host (%s)",
