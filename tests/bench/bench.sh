@@ -1,0 +1,213 @@
+#!/bin/bash
+# `make bench`: usbsync against real paused QEMUs and umockdev trees, one
+# table.  Each case's VMs and tree are set up once; its timing loop runs
+# inside one umockdev-run (whose own start-up, ~70 ms, would swamp a run).
+# Every QEMU started here is killed by pid on the way out.
+#
+#   tests/bench/bench.sh USBSYNC FLOOR TIMEIT [RUNS]
+set -u
+
+BIN=$(realpath "$1")
+FLOOR=$(realpath "$2")
+TIMEIT=$(realpath "$3")
+RUNS=${4:-30}
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+PEEK=$TOP/tests/qmp-peek
+MKTREE=$TOP/tests/bench/mktree
+BLOG=$TOP/tests/trees/blog.umockdev
+ROOT=$(mktemp -d /tmp/usbsync-bench.XXXXXX)
+PIDS=""
+DEVPATH_BLOG=/devices/pci0000:00/0000:00:14.0/usb3/3-4
+SWEEP_MAX=50
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+is_qemu() { case $(cat "/proc/$1/comm" 2>/dev/null) in qemu-system*) return 0 ;; esac; return 1; }
+
+# Every QEMU started here, by pid: SIGTERM, then SIGKILL what is still a
+# QEMU after 5 s (a pid that exited may already be someone else's).
+cleanup() {
+	local p
+	for p in $PIDS; do is_qemu "$p" && kill "$p" 2>/dev/null; done
+	for p in $PIDS; do
+		for _ in $(seq 100); do is_qemu "$p" || break; sleep 0.05; done
+		is_qemu "$p" && kill -9 "$p" 2>/dev/null
+	done
+	rm -rf "$ROOT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# vm_start DIR NAME [-device args...]: a paused VM whose monitor is DIR/qmp/NAME.qmp
+vm_start() {
+	local dir=$1 name=$2; shift 2
+	[ $# -gt 0 ] || set -- -device qemu-xhci,id=xhci
+	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 "$@" \
+		-qmp "unix:$dir/qmp/$name.qmp,server=on,wait=off" \
+		-daemonize -pidfile "$dir/$name.pid" >/dev/null 3>&- || die "qemu $name did not start"
+	PIDS="$PIDS $(cat "$dir/$name.pid")"
+}
+
+# case_dir NAME: a fresh config, QMP, database and run dir for one case
+case_dir() {
+	local d=$ROOT/$1
+	mkdir -p "$d/cfg" "$d/qmp" "$d/db" "$d/run"
+	chmod 700 "$d/cfg" "$d/run"
+	echo "$d"
+}
+
+use() {
+	export USBSYNC_CONFIG_DIR=$1/cfg USBSYNC_QMP_DIR=$1/qmp USBSYNC_DB=$1/db/history.db
+	export USBSYNC_RUN_DIR=$1/run USBSYNC_TIMEOUT=10
+	unset ACTION DEVPATH
+}
+
+# stat FILE KEY: a value from the --stats line a run left in FILE
+stat() { grep -o "$2=[0-9.]*" "$1" 2>/dev/null | tail -1 | cut -d= -f2; }
+
+ROWS=()
+FORMAT='%-13s %4s %8s %8s %8s %8s %5s %7s %7s %7s  %s'
+# row CASE RESULT-FILE STATS-FILE QMP-COMMANDS NOTE: one table row from
+# timeit's line; the commands and where the time went come from the --stats
+# line of the case's last run, unless given
+row() {
+	local runs med min max rss failed cmds=$4 sysfs=- qmp=- sqlite=-
+	read -r runs med min max rss failed < "$2" || die "$1: no result"
+	[ "$failed" = 0 ] || echo "bench: $1: $failed runs failed" >&2
+	if [ -n "$3" ]; then
+		cmds=$(stat "$3" qmp_commands) sysfs=$(stat "$3" ms_sysfs)
+		qmp=$(stat "$3" ms_qmp) sqlite=$(stat "$3" ms_sqlite)
+	fi
+	# shellcheck disable=SC2059
+	ROWS+=("$(printf "$FORMAT" "$1" "$runs" "$med" "$min" "$max" "$rss" "$cmds" "$sysfs" \
+		"$qmp" "$sqlite" "$5")")
+}
+median_of() { read -r _ med _ < "$1"; echo "$med"; }
+
+# ---- 1 VM, the blog hub tree: floor, event-noop, event-attach, full-noop ----
+
+bench_one_vm() {
+	local d
+	d=$(case_dir one)
+	use "$d"
+	vm_start "$d" 100
+	echo "3-4" > "$d/cfg/100.usb.conf"
+	umockdev-run -d "$BLOG" -- "$BIN" reconcile > /dev/null || die "setup: first reconcile failed"
+	[ "$("$PEEK" "$d/qmp/100.qmp" usb | wc -l)" = 4 ] || die "setup: 4 devices expected"
+	cat > "$d/loop.sh" <<-EOF
+	"$TIMEIT" -n $RUNS -- "$FLOOR" "$d/qmp/100.qmp" > "$d/floor.res"
+	"$TIMEIT" -n $RUNS -- "$BIN" --help > "$d/start.res"
+	ACTION=add DEVPATH=$DEVPATH_BLOG/3-4.1/3-4.1.2 "$TIMEIT" -n $RUNS -o "$d/noop.out" \\
+		-- "$BIN" reconcile --stats > "$d/noop.res"
+	ACTION=add DEVPATH=$DEVPATH_BLOG/3-4.4 "$TIMEIT" -n $RUNS -o "$d/attach.out" \\
+		-b '"$PEEK" "$d/qmp/100.qmp" run "{\\"execute\\":\\"device_del\\",\\"arguments\\":{\\"id\\":\\"usbhost3-4.4\\"}}" > /dev/null' \\
+		-- "$BIN" reconcile --stats > "$d/attach.res"
+	"$TIMEIT" -n $RUNS -o "$d/full.out" -- "$BIN" reconcile --trigger manual --stats > "$d/full.res"
+	EOF
+	umockdev-run -d "$BLOG" -- bash "$d/loop.sh"
+	FLOOR_MS=$(median_of "$d/floor.res")
+	NOOP_MS=$(median_of "$d/noop.res")
+	ATTACH_MS=$(median_of "$d/attach.res")
+	row floor "$d/floor.res" "" 2 "connect, greeting, capabilities, qom-list"
+	row start-only "$d/start.res" "" 0 "usbsync --help: exec, dynamic linking, exit"
+	row event-noop "$d/noop.res" "$d/noop.out" "" "$(ratio "$NOOP_MS" "$FLOOR_MS") x floor"
+	row event-attach "$d/attach.res" "$d/attach.out" "" \
+		"$(ratio "$ATTACH_MS" "$FLOOR_MS") x floor, device_add included"
+	row full-noop "$d/full.res" "$d/full.out" "" "manual run (audit), 4 managed devices"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+# ---- timer sweeps: 10 and 50 VMs with 5 devices each, nothing to do ----
+# Each VM holds 5 host devices of its own, so the host has 60 or 300 USB
+# entries (hubs and devices): each sweep reads its own tree.  The 10-VM
+# case uses the first 10 of the 50 VMs.
+
+sweep_tree() {
+	local n=$1 hubs="" k
+	for k in $(seq "$n"); do hubs="$hubs $k:5"; done
+	# shellcheck disable=SC2086
+	"$MKTREE" 3 $hubs > "$ROOT/sweep$n.umockdev"
+}
+
+bench_sweeps() {
+	local d10 d50 k
+	d50=$(case_dir sweep50)
+	d10=$(case_dir sweep10)
+	sweep_tree 10
+	sweep_tree $SWEEP_MAX
+	for k in $(seq $SWEEP_MAX); do
+		vm_start "$d50" "$k" -device qemu-xhci,id=xhci,p2=8,p3=8
+		echo "port 3-$k" > "$d50/cfg/$k.usb.conf"
+		if [ "$k" -le 10 ]; then
+			ln -s "$d50/qmp/$k.qmp" "$d10/qmp/$k.qmp"
+			cp "$d50/cfg/$k.usb.conf" "$d10/cfg/"
+		fi
+	done
+	use "$d50"
+	umockdev-run -d "$ROOT/sweep$SWEEP_MAX.umockdev" -- "$BIN" reconcile > /dev/null ||
+		die "setup: sweep attach failed"
+	[ "$("$PEEK" "$d50/qmp/$SWEEP_MAX.qmp" usb | wc -l)" = 5 ] || die "setup: 5 devices expected"
+	for k in 10 $SWEEP_MAX; do
+		cat > "$ROOT/sweep$k.sh" <<-EOF
+		"$TIMEIT" -n $RUNS -o "$ROOT/sweep$k/sweep.out" \\
+			-- "$BIN" reconcile --trigger timer --all --stats > "$ROOT/sweep$k/sweep.res"
+		EOF
+		use "$ROOT/sweep$k"
+		umockdev-run -d "$ROOT/sweep$k.umockdev" -- bash "$ROOT/sweep$k.sh"
+	done
+	row sweep-10vm "$d10/sweep.res" "$d10/sweep.out" "" \
+		"$(ratio "$(median_of "$d10/sweep.res")" "$NOOP_MS") x event-noop, 60 USB entries"
+	row sweep-50vm "$d50/sweep.res" "$d50/sweep.out" "" \
+		"$(ratio "$(median_of "$d50/sweep.res")" "$NOOP_MS") x event-noop, $(ratio \
+		"$(median_of "$d50/sweep.res")" "$(median_of "$d10/sweep.res")") x sweep-10vm, 300 USB entries"
+}
+
+# ---- burst-40: a 7-device hub appears, 40 udev runs at once ----
+
+bench_burst() {
+	local d ids="" k
+	d=$(case_dir burst)
+	use "$d"
+	"$MKTREE" 3 4:7 > "$ROOT/hub7.umockdev"
+	vm_start "$d" 100 -device qemu-xhci,id=xhci,p2=8,p3=8
+	echo "3-4" > "$d/cfg/100.usb.conf"
+	for k in $(seq 7); do
+		ids="$ids \"{\\\"execute\\\":\\\"device_del\\\",\\\"arguments\\\":{\\\"id\\\":\\\"usbhost3-4.$k\\\"}}\""
+	done
+	# Before each burst: check the last one converged, count the runs that
+	# talked to QEMU, then unplug the hub from the VM.
+	cat > "$d/between.sh" <<-EOF
+	if [ -e "$d/burst.out.1" ]; then
+		n=\$("$PEEK" "$d/qmp/100.qmp" usb | wc -l)
+		[ "\$n" = 7 ] || echo "bench: burst-40 left \$n of 7 devices" >&2
+		grep -l "qmp_commands=[1-9]" "$d"/burst.out.* | wc -l >> "$d/talked"
+	fi
+	"$PEEK" "$d/qmp/100.qmp" run $ids > /dev/null 2>&1 || true
+	EOF
+	cat > "$d/loop.sh" <<-EOF
+	ACTION=add DEVPATH=$DEVPATH_BLOG/3-4.7 "$TIMEIT" -n $RUNS -w 1 -p 40 -o "$d/burst.out" \\
+		-b 'bash "$d/between.sh"' -- "$BIN" reconcile --stats > "$d/burst.res"
+	bash "$d/between.sh"
+	EOF
+	umockdev-run -d "$ROOT/hub7.umockdev" -- bash "$d/loop.sh"
+	local talked cmds
+	talked=$(sort -n "$d/talked" | tail -1)
+	cmds=$(cat "$d"/burst.out.* | grep -o "qmp_commands=[0-9]*" | cut -d= -f2 |
+		awk '{ n += $1 } END { print n }')
+	row burst-40 "$d/burst.res" "" "$cmds" \
+		"last start to converged; at most $talked of 40 runs talked to QEMU; $(ratio \
+		"$(median_of "$d/burst.res")" "$ATTACH_MS") x event-attach"
+}
+
+command -v qemu-system-x86_64 > /dev/null || die "qemu-system-x86_64 missing (make deps)"
+command -v umockdev-run > /dev/null || die "umockdev-run missing (make deps)"
+echo "usbsync bench: $RUNS runs per case, $(nproc) CPUs, $(uname -r), $(qemu-system-x86_64 --version | head -1)"
+bench_one_vm
+bench_sweeps
+bench_burst
+# shellcheck disable=SC2059
+printf "$FORMAT\n" case runs median min max "peak RSS" qmp sysfs qmp sqlite note
+# shellcheck disable=SC2059
+printf "$FORMAT\n" "" "" ms ms ms KiB cmds ms ms ms ""
+printf '%s\n' "${ROWS[@]}"
