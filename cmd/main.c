@@ -133,12 +133,16 @@ int main(int argc, char **argv)
 	bool dashdash = false;
 
 	setlocale(LC_ALL, "C");
-	if (!rest || !globals_from_env(&g))
+	if (!rest || !globals_from_env(&g)) {
+		free(rest);
 		return EXIT_USAGE;
+	}
 	for (int i = 1; i < argc; i++) {
 		int t = dashdash ? 0 : take_global(&g, argc, argv, &i);
-		if (t < 0)
+		if (t < 0) {
+			free(rest);
 			return EXIT_USAGE;
+		}
 		if (t == 0) {
 			dashdash |= strcmp(argv[i], "--") == 0;
 			rest[nrest++] = argv[i];
@@ -147,6 +151,7 @@ int main(int argc, char **argv)
 	if (nrest == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
 	    strcmp(rest[0], "help") == 0) {
 		usage(nrest ? stdout : stderr);
+		free(rest);
 		return nrest ? EXIT_OK : EXIT_USAGE;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -157,5 +162,6 @@ int main(int argc, char **argv)
 		}
 	fprintf(stderr, "usbsync: unknown command '%s'\n", out_escape(rest[0]));
 	usage(stderr);
+	free(rest);
 	return EXIT_USAGE;
 }
