@@ -1,4 +1,5 @@
-/* usbtree.c - the thin wall around libudev.
+/* usbtree.c - the host's USB devices, read from sysfs; hotplug events
+ * through libudev's monitor.
  *
  * sysfs values are untrusted (a device picks its own strings, and devices
  * come and go while we read): every attribute is bounded, parsed
@@ -6,10 +7,15 @@
  */
 #include "reconcile/usbtree.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <libudev.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "reconcile/hostuse.h"
 #include "reconcile/port.h"
@@ -114,11 +120,46 @@ bool usbtree_parse_device(const char *sysname, usbtree_attr_fn get, void *ctx,
 	return true;
 }
 
-/* ---- libudev ---------------------------------------------------------- */
+/* ---- sysfs -------------------------------------------------------------- */
 
-static const char *udev_attr(void *ctx, const char *attr)
+/* Every USB device, interface and root hub has an entry here; a device's
+ * name is its port path, which is all that is needed to find it. */
+#define USB_DEVICES_DIR "/bus/usb/devices"
+/* Entries looked at: devices, their interfaces and root hubs. */
+#define ENTRIES_MAX (USBTREE_DEVS_MAX * 16)
+
+/* One device's directory, opened once: every attribute comes from that
+ * directory, so a device replaced at the same port mid-read cannot lend
+ * its successor's attributes. */
+struct sysdev {
+	int fd;
+	bool has_vid;           /* idVendor was readable: the entry is alive */
+	char buf[USB_STR_MAX];  /* the last attribute read */
+};
+
+/* An attribute of at most USB_STR_MAX - 1 bytes with its trailing
+ * newlines cut (as libudev does), or NULL when it is missing.  The value
+ * lives until the next call. */
+static const char *sysfs_attr(void *ctx, const char *attr)
 {
-	return udev_device_get_sysattr_value(ctx, attr);
+	struct sysdev *sd = ctx;
+	int fd = openat(sd->fd, attr, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	ssize_t len;
+
+	if (fd < 0)
+		return NULL;
+	do
+		len = read(fd, sd->buf, sizeof sd->buf - 1);
+	while (len < 0 && errno == EINTR);
+	close(fd);
+	if (len < 0)
+		return NULL;
+	while (len > 0 && (sd->buf[len - 1] == '\n' || sd->buf[len - 1] == '\r'))
+		len--;
+	sd->buf[len] = '\0';
+	if (strcmp(attr, ATTR_VID) == 0)
+		sd->has_vid = true;
+	return sd->buf;
 }
 
 static int dev_order(const void *a, const void *b)
@@ -141,71 +182,82 @@ static bool push(struct usbtree *t, const struct usbdev *d)
 	return true;
 }
 
-/* Read one enumerated entry; false only when the tree cannot grow.  Every
- * non-hub device is asked whether the host uses a disk of it: not only
- * class 08 interfaces carry disks (usb-storage's unusual_devs and the
- * ums-* drivers bind vendor-class ones, e.g. Realtek card readers). */
-static bool read_one(struct udev *udev, const char *syspath, struct usbtree *t,
+/* Read the device entry `name` of the directory `dirfd` (at `dir`); false
+ * only when the tree cannot grow.  Every non-hub device is asked whether
+ * the host uses a disk of it: not only class 08 interfaces carry disks
+ * (usb-storage's unusual_devs and the ums-* drivers bind vendor-class
+ * ones, e.g. Realtek card readers). */
+static bool read_one(int dirfd, const char *dir, const char *name, struct usbtree *t,
 		     const struct hostuse_paths *hp)
 {
-	struct udev_device *dev = udev_device_new_from_syspath(udev, syspath);
-	const char *type, *name;
+	struct sysdev sd = { .fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
 	struct usbdev d;
 	bool ok = true;
 
-	if (!dev) { /* gone since enumeration */
+	if (sd.fd < 0) { /* gone since the listing */
 		t->skipped++;
 		return true;
 	}
-	type = udev_device_get_devtype(dev);
-	name = udev_device_get_sysname(dev);
-	if (type && strcmp(type, "usb_device") == 0 && name && strncmp(name, "usb", 3) != 0) {
-		if (usbtree_parse_device(name, udev_attr, dev, &d, NULL)) {
-			if (!d.hub)
-				hostuse_check(hp, udev_device_get_syspath(dev), d.in_use,
-					      sizeof d.in_use);
-			ok = push(t, &d);
-		} else
-			t->skipped++;
+	if (usbtree_parse_device(name, sysfs_attr, &sd, &d, NULL) && sd.has_vid) {
+		if (!d.hub) {
+			char path[PATH_MAX];
+			if (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path)
+				hostuse_check(hp, path, d.in_use, sizeof d.in_use);
+			else
+				snprintf(d.in_use, sizeof d.in_use, "cannot tell: sysfs path too long");
+		}
+		ok = push(t, &d);
+	} else {
+		t->skipped++;
 	}
-	udev_device_unref(dev);
+	close(sd.fd);
+	return ok;
+}
+
+bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
+{
+	char dir[PATH_MAX];
+	struct hostuse_paths hp;
+	struct dirent *de;
+	DIR *d;
+	bool ok = true;
+
+	memset(out, 0, sizeof *out);
+	hostuse_paths_default(&hp);
+	if (snprintf(dir, sizeof dir, "%s%s", sysfs, USB_DEVICES_DIR) >= (int)sizeof dir)
+		return err_set(e, ERR_IO, "sysfs path '%.64s...' too long", sysfs);
+	if (!(d = opendir(dir))) {
+		char bus[PATH_MAX];
+		/* No USB bus at all is an empty tree; no sysfs is an error. */
+		snprintf(bus, sizeof bus, "%s/bus", sysfs);
+		if (errno == ENOENT && access(bus, F_OK) == 0)
+			return true;
+		return err_set(e, ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+	}
+	for (unsigned i = 0; ok && (de = readdir(d)); i++) {
+		if (i == ENTRIES_MAX) {
+			ok = err_set(e, ERR_IO, "%s: more than %d entries", dir, ENTRIES_MAX);
+			break;
+		}
+		/* Root hubs (usb3) and interfaces (3-4:1.0) are not ports. */
+		struct port p;
+		if (!port_parse(de->d_name, &p))
+			continue;
+		if (!read_one(dirfd(d), dir, de->d_name, out, &hp))
+			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
+				     USBTREE_DEVS_MAX);
+	}
+	closedir(d);
+	if (ok)
+		qsort(out->devs, out->n, sizeof *out->devs, dev_order);
+	else
+		usbtree_clear(out);
 	return ok;
 }
 
 bool usbtree_read(struct usbtree *out, struct err *e)
 {
-	struct udev *udev = udev_new();
-	struct udev_enumerate *en = NULL;
-	struct udev_list_entry *it;
-	struct hostuse_paths hp;
-	bool ok = false;
-
-	memset(out, 0, sizeof *out);
-	hostuse_paths_default(&hp);
-	if (!udev)
-		return err_set(e, ERR_IO, "udev_new failed");
-	en = udev_enumerate_new(udev);
-	if (!en || udev_enumerate_add_match_subsystem(en, "usb") < 0 ||
-	    udev_enumerate_scan_devices(en) < 0) {
-		err_set(e, ERR_IO, "enumerating USB devices through libudev failed");
-		goto out;
-	}
-	ok = true;
-	udev_list_entry_foreach(it, udev_enumerate_get_list_entry(en)) {
-		if (!read_one(udev, udev_list_entry_get_name(it), out, &hp)) {
-			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
-				     USBTREE_DEVS_MAX);
-			break;
-		}
-	}
-	if (ok)
-		qsort(out->devs, out->n, sizeof *out->devs, dev_order);
-	else
-		usbtree_clear(out);
-out:
-	udev_enumerate_unref(en);
-	udev_unref(udev);
-	return ok;
+	return usbtree_read_at("/sys", out, e);
 }
 
 void usbtree_clear(struct usbtree *t)

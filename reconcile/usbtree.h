@@ -1,6 +1,11 @@
-/* usbtree.h - the host's USB devices, read through libudev.
+/* usbtree.h - the host's USB devices, read from sysfs, and their hotplug
+ * events, through libudev's monitor.
  *
  * This is the only place that knows libudev or sysfs attribute names.
+ * The tree is read from sysfs directly: /sys/bus/usb/devices names every
+ * device by its port path, and each device's attributes are a few small
+ * files.  (libudev's enumeration reads the same files and more: ~10x the
+ * system calls per device, and it caches every device.)
  * Everything above sees plain struct usbdev values, sorted by port.
  * Root hubs and interfaces are never listed; hubs are (with hub = true)
  * so that a tree view can show them, but nothing passes them through.
@@ -22,10 +27,15 @@ struct usbtree {
 	unsigned skipped;    /* devices whose sysfs entry was unusable */
 };
 
-/* Enumerate usb_device entries.  A device that vanishes mid-read or has a
- * name that is not a port path is skipped and counted.  Free with
- * usbtree_clear. */
+/* Every USB device of /sys/bus/usb/devices.  A device that vanishes
+ * mid-read (its directory or idVendor is gone) or whose busnum
+ * contradicts its name is skipped and counted.  No sysfs is an error; a
+ * sysfs without a USB bus is an empty tree.  On success `out` is owned by
+ * the caller (free with usbtree_clear); on failure it is empty. */
 bool usbtree_read(struct usbtree *out, struct err *e);
+
+/* The same below another sysfs root than "/sys" (tests build one). */
+bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e);
 
 void usbtree_clear(struct usbtree *t);
 
@@ -33,7 +43,8 @@ void usbtree_clear(struct usbtree *t);
 const struct usbdev *usbtree_find(const struct usbtree *t, const struct port *p);
 
 /* Fill `out` from a device's sysfs name ("3-4.1.2") and an attribute
- * getter (NULL for a missing attribute).  Pure: unit tests feed it a
+ * getter (NULL for a missing attribute; a value need only live until the
+ * getter's next call).  Pure: unit tests feed it a
  * table.  Missing or malformed vid/pid/class read as 0; a name that is
  * not a port path, or a busnum that contradicts it, is refused. */
 typedef const char *(*usbtree_attr_fn)(void *ctx, const char *attr);

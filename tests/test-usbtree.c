@@ -1,7 +1,9 @@
 /* The libudev wall, against umockdev trees (run under umockdev-wrapper). */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <umockdev.h>
 
 #include "reconcile/port.h"
@@ -145,4 +147,93 @@ Test(usbtree_parse, truncates_overlong_strings)
 	struct usbdev d;
 	cr_assert(usbtree_parse_device("7-1", table_get, attrs, &d, NULL));
 	cr_expect_eq(strlen(d.product), USB_STR_MAX - 1);
+}
+
+/* ---- a sysfs of plain files (usbtree_read_at) ----
+ * Laid out as the kernel does: devices under devices/, and
+ * bus/usb/devices/<name> a symlink to each. */
+
+static char root[64];
+
+static void put(const char *rel, const char *value)
+{
+	char path[512], cmd[600];
+	snprintf(path, sizeof path, "%s/%s", root, rel);
+	snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", path);
+	cr_assert_eq(system(cmd), 0);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(value, f);
+	fclose(f);
+}
+
+/* A device directory at devices/<name> with the usual attributes, linked
+ * from bus/usb/devices/<name>. */
+static void device(const char *name, const char *busnum, const char *vid, const char *cls)
+{
+	char rel[256], link[512], target[512];
+	snprintf(rel, sizeof rel, "devices/%s/busnum", name);
+	put(rel, busnum);
+	if (vid) {
+		snprintf(rel, sizeof rel, "devices/%s/idVendor", name);
+		put(rel, vid);
+	}
+	snprintf(rel, sizeof rel, "devices/%s/bDeviceClass", name);
+	put(rel, cls);
+	snprintf(rel, sizeof rel, "devices/%s/product", name);
+	put(rel, "Thing\n\n");
+	snprintf(link, sizeof link, "%s/bus/usb/devices/%s", root, name);
+	snprintf(target, sizeof target, "../../../devices/%s", name);
+	cr_assert_eq(symlink(target, link), 0, "%s", link);
+}
+
+static void sysfs_init(void)
+{
+	char cmd[256];
+	snprintf(root, sizeof root, "/tmp/usbsync-sysfs.XXXXXX");
+	cr_assert_not_null(mkdtemp(root));
+	snprintf(cmd, sizeof cmd, "mkdir -p %s/bus/usb/devices %s/devices", root, root);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void sysfs_fini(void)
+{
+	char cmd[256];
+	usbtree_clear(&tree);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(usbtree_sysfs, .init = sysfs_init, .fini = sysfs_fini);
+
+Test(usbtree_sysfs, skips_vanished_devices_and_contradicting_busnum_and_counts_them)
+{
+	struct err e = { 0 };
+	char link[512];
+	device("12-3", "12\n", "1234\n", "00\n");
+	device("12-3.4", "12\n", "abcd\n", "09\n");
+	device("12-5", "7\n", "1234\n", "00\n");  /* busnum contradicts the name */
+	device("12-6", "12\n", NULL, "00\n");     /* idVendor gone: unplugged mid-read */
+	device("12-3:1.0", "12\n", "1234\n", "00\n"); /* an interface */
+	device("usb12", "12\n", "1d6b\n", "09\n");    /* the root hub */
+	snprintf(link, sizeof link, "%s/bus/usb/devices/12-7", root);
+	cr_assert_eq(symlink("../../../devices/12-7", link), 0); /* gone after the listing */
+	cr_assert(usbtree_read_at(root, &tree, &e), "%s", e.msg);
+	cr_expect_str_eq(ports(), "12-3 12-3.4(hub)");
+	cr_expect_eq(tree.skipped, 3);
+	cr_expect_eq(at("12-3")->vid, 0x1234);
+	cr_expect_str_eq(at("12-3")->product, "Thing", "trailing newlines are cut");
+}
+
+Test(usbtree_sysfs, a_sysfs_without_usb_is_empty_but_no_sysfs_is_an_error)
+{
+	struct err e = { 0 };
+	char cmd[128], missing[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s/bus/usb", root);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert(usbtree_read_at(root, &tree, &e), "%s", e.msg);
+	cr_expect_eq(tree.n, 0);
+	snprintf(missing, sizeof missing, "%s/nothing", root);
+	cr_expect(!usbtree_read_at(missing, &tree, &e));
+	cr_expect(strstr(e.msg, "/nothing/bus/usb/devices"), "%s", e.msg);
 }
