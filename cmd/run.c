@@ -594,6 +594,22 @@ static bool item_event(struct events *x, const char *vm, const struct plan_item 
 	return true;
 }
 
+/* What history keeps: changes, planned or made, and what went wrong. */
+static bool item_recorded(const struct plan_item *it)
+{
+	return it->op != OP_NONE || it->error || it->state == ITEM_CONFLICT;
+}
+
+static bool vm_recorded(const struct vm_run *v)
+{
+	if (v->state == VM_CONFIG_ERROR || v->state == VM_FAILED)
+		return true;
+	for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++)
+		if (item_recorded(&v->plan.items[i]))
+			return true;
+	return false;
+}
+
 /* Everything of one VM worth remembering; false on OOM. */
 static bool vm_events(struct events *x, const struct run *r, const struct vm_run *v, bool dry_run)
 {
@@ -608,21 +624,19 @@ static bool vm_events(struct events *x, const struct run *r, const struct vm_run
 	}
 	for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 		const struct plan_item *it = &v->plan.items[i];
-		if ((it->op != OP_NONE || it->error || it->state == ITEM_CONFLICT) &&
-		    !item_event(x, vm, it, &v->res[i], dry_run))
+		if (item_recorded(it) && !item_event(x, vm, it, &v->res[i], dry_run))
 			return false;
 	}
 	return true;
 }
 
-/* Opened only after the devices were reconciled: history never delays
- * or blocks a device on its way to a VM. */
-void run_record(const struct run *r, const struct trigger *trig, bool dry_run, int exit_code)
+/* The run and its events, in one transaction. */
+static void record_events(const struct run *r, const struct trigger *trig, bool dry_run,
+			  int exit_code, int64_t t)
 {
 	struct events x = { 0 };
 	struct err e = { 0 };
-	bool ok = true;
-	int64_t t = cli_now_ms();
+	bool ok;
 
 	if (!(x.db = store_open(r->g->db, &e))) {
 		fprintf(stderr, "usbsync: warning: history not recorded: %s\n", e.msg);
@@ -646,10 +660,26 @@ void run_record(const struct run *r, const struct trigger *trig, bool dry_run, i
 				 .devpath = trig->devpath, .dry_run = dry_run, .exit_code = exit_code };
 	if (!ok)
 		fprintf(stderr, "usbsync: warning: history not recorded: out of memory\n");
-	else if ((x.n > 0 && !store_record_run(x.db, &run, x.ev, x.n, NULL, &e)) ||
-		 !store_touch(x.db, t, &e))
+	else if (!store_record_run(x.db, &run, x.ev, x.n, NULL, &e))
 		fprintf(stderr, "usbsync: warning: history: %s\n", e.msg);
 	store_close(x.db);
 	free(x.ev);
 	free(x.text);
+}
+
+/* Called only after the devices were reconciled: history never delays or
+ * blocks a device on its way to a VM.  A run with nothing to record does
+ * not open the database; it only notes its time. */
+void run_record(const struct run *r, const struct trigger *trig, bool dry_run, int exit_code)
+{
+	struct err e = { 0 };
+	int64_t t = cli_now_ms();
+	bool any = r->failed_global;
+
+	for (size_t i = 0; !any && i < r->nvms; i++)
+		any = vm_recorded(&r->vms[i]);
+	if (any)
+		record_events(r, trig, dry_run, exit_code, t);
+	if (!store_note_run(r->g->db, t, &e))
+		fprintf(stderr, "usbsync: warning: history: %s\n", e.msg);
 }

@@ -17,11 +17,14 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 2000
@@ -363,35 +366,71 @@ bool store_record_run(struct store *s, const struct store_run *run,
 	return true;
 }
 
-bool store_touch(struct store *s, int64_t time_ms, struct err *e)
+/* The stamp beside the database: "<path>-last-run". */
+static bool stamp_path(const char *path, char *out, size_t n, struct err *e)
 {
-	sqlite3_stmt *st;
-	if (!prepare(s, "INSERT INTO meta (key, value) VALUES ('last_run', ?) "
-		     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-		     &st, "store last_run", e))
+	if (snprintf(out, n, "%s-last-run", path) < (int)n)
+		return true;
+	return err_set(e, ERR_DB, "%.64s...: path too long", path);
+}
+
+bool store_note_run(const char *path, int64_t time_ms, struct err *e)
+{
+	char stamp[PATH_MAX];
+	struct timespec ts[2] = { { .tv_sec = time_ms / 1000,
+				    .tv_nsec = (long)(time_ms % 1000) * 1000000 } };
+	int fd;
+
+	ts[1] = ts[0];
+	if (time_ms < 0)
+		return err_set(e, ERR_DB, "%s: run time %lld is before 1970", path,
+			       (long long)time_ms);
+	if (!stamp_path(path, stamp, sizeof stamp, e))
 		return false;
-	bool ok = sqlite3_bind_int64(st, 1, time_ms) == SQLITE_OK &&
-		  sqlite3_step(st) == SQLITE_DONE;
+	/* The common case, one system call.  A symlink is never followed:
+	 * its own times are set, nothing it points at. */
+	if (utimensat(AT_FDCWD, stamp, ts, AT_SYMLINK_NOFOLLOW) == 0)
+		return true;
+	if (errno != ENOENT)
+		return err_set(e, ERR_DB, "%s: %s", stamp, strerror(errno));
+	if (!make_parent(path, e))
+		return false;
+	fd = open(stamp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_set(e, ERR_DB, "%s: %s", stamp, strerror(errno));
+	bool ok = futimens(fd, ts) == 0;
 	if (!ok)
-		db_fail(s, e, "store last_run");
-	sqlite3_finalize(st);
+		err_set(e, ERR_DB, "%s: %s", stamp, strerror(errno));
+	close(fd);
 	return ok;
 }
 
 bool store_last_run(struct store *s, int64_t *time_ms, struct err *e)
 {
-	sqlite3_stmt *st;
-	if (!prepare(s, "SELECT value FROM meta WHERE key = 'last_run'",
-		     &st, "read last_run", e))
+	char stamp[PATH_MAX];
+	struct stat st;
+	sqlite3_stmt *st_meta;
+	int64_t meta = 0;
+
+	*time_ms = 0;
+	if (!stamp_path(s->path, stamp, sizeof stamp, e))
 		return false;
-	int rc = sqlite3_step(st);
+	if (lstat(stamp, &st) == 0)
+		*time_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+	else if (errno != ENOENT)
+		return err_set(e, ERR_DB, "%s: %s", stamp, strerror(errno));
+	/* Databases written before the stamp kept the time in meta. */
+	if (!prepare(s, "SELECT value FROM meta WHERE key = 'last_run'",
+		     &st_meta, "read last_run", e))
+		return false;
+	int rc = sqlite3_step(st_meta);
 	if (rc == SQLITE_ROW)
-		*time_ms = sqlite3_column_int64(st, 0);
-	else if (rc == SQLITE_DONE)
-		*time_ms = 0;
-	else
+		meta = sqlite3_column_int64(st_meta, 0);
+	else if (rc != SQLITE_DONE)
 		db_fail(s, e, "read last_run");
-	sqlite3_finalize(st);
+	sqlite3_finalize(st_meta);
+	if (meta > *time_ms)
+		*time_ms = meta;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }
 

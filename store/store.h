@@ -59,10 +59,16 @@ bool store_record_run(struct store *s, const struct store_run *run,
 		      const struct store_event *ev, size_t nev,
 		      int64_t *run_id, struct err *e);
 
-/* Remember the time of the latest run, including runs that stored no row. */
-bool store_touch(struct store *s, int64_t time_ms, struct err *e);
+/* Remember the time of the latest run, including runs that store no row,
+ * without opening the database: the modification time of the empty file
+ * "<path>-last-run" beside it (created, with the database's directory,
+ * when missing) becomes time_ms.  One system call when the file exists,
+ * and nothing waits on a disk sync, so a run with nothing to record never
+ * touches SQLite. */
+bool store_note_run(const char *path, int64_t time_ms, struct err *e);
 
-/* The time given to the last store_touch, or 0 if none; false on error. */
+/* The time given to the last store_note_run for this database, or 0 if
+ * none; false on error. */
 bool store_last_run(struct store *s, int64_t *time_ms, struct err *e);
 
 /* Delete every run (and its events) older than before_ms; the count of

@@ -266,7 +266,7 @@ Test(store, reopen_keeps_data)
 {
 	struct store *s = open_ok();
 	record_event(s, 1000, "100", "3-4", "046d:c52b");
-	cr_assert(store_touch(s, 1000, NULL));
+	cr_assert(store_note_run(dbpath, 1000, NULL));
 	store_close(s);
 
 	s = open_ok();
@@ -378,7 +378,9 @@ Test(store, readonly_open_reads_history_and_refuses_writes)
 	struct rows rs = {0};
 	history_ok(s, NULL, &rs);
 	cr_assert_eq(rs.n, 1);
-	cr_assert_not(store_touch(s, 2000, &e));
+	struct store_run run = { .time_ms = 2000, .trigger = "manual" };
+	struct store_event ev = { .vm = "100", .op = "add", .result = "ok" };
+	cr_assert_not(store_record_run(s, &run, &ev, 1, NULL, &e));
 	cr_assert_eq(e.kind, ERR_DB);
 	cr_assert(strstr(e.msg, dbpath), "%s", e.msg);
 	store_close(s);
@@ -642,18 +644,54 @@ Test(store, callback_returning_false_stops_early_without_error)
 	store_close(s);
 }
 
-Test(store, last_run_is_zero_until_touched_then_the_latest_touch)
+Test(store, last_run_is_zero_until_noted_then_the_latest_note_to_the_millisecond)
 {
 	struct store *s = open_ok();
 	int64_t t = -1;
 	cr_assert(store_last_run(s, &t, NULL));
 	cr_assert_eq(t, 0);
-	cr_assert(store_touch(s, 1700000000000, NULL));
-	cr_assert(store_touch(s, 1700000000500, NULL));
+	cr_assert(store_note_run(dbpath, 1700000000000, NULL));
+	cr_assert(store_note_run(dbpath, 1700000000567, NULL));
 	cr_assert(store_last_run(s, &t, NULL));
-	cr_assert_eq(t, 1700000000500);
-	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM meta"), 1);
+	cr_assert_eq(t, 1700000000567);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM meta"), 0,
+		     "noting a run must not write the database");
 	store_close(s);
+}
+
+Test(store, noting_a_run_needs_no_database_and_creates_its_directory)
+{
+	char sub[128], stamp[160];
+	struct stat st;
+	snprintf(sub, sizeof sub, "%s/new/history.db", dir);
+	snprintf(stamp, sizeof stamp, "%s-last-run", sub);
+	cr_assert(store_note_run(sub, 1700000000000, NULL));
+	cr_assert_eq(lstat(stamp, &st), 0);
+	cr_assert_eq(st.st_mtim.tv_sec, 1700000000);
+	cr_assert(!exists(sub), "noting a run must not create the database");
+}
+
+Test(store, noting_a_run_never_follows_a_symlinked_stamp)
+{
+	char stamp[PATH_MAX + 16], target[128];
+	struct stat st;
+	snprintf(stamp, sizeof stamp, "%s-last-run", dbpath);
+	snprintf(target, sizeof target, "%s/target", dir);
+	FILE *f = fopen(target, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(symlink(target, stamp), 0);
+	cr_assert(store_note_run(dbpath, 1000, NULL));
+	cr_assert_eq(stat(target, &st), 0);
+	cr_assert_neq(st.st_mtim.tv_sec, 1, "the symlink's target was touched");
+}
+
+Test(store, noting_a_run_in_an_uncreatable_place_fails_naming_the_file)
+{
+	struct err e = {0};
+	cr_assert_not(store_note_run("/proc/usbsync-no/history.db", 1000, &e));
+	cr_assert_eq(e.kind, ERR_DB);
+	cr_assert(strstr(e.msg, "/proc/usbsync-no/"), "%s", e.msg);
 }
 
 /* ---- concurrency ---- */
