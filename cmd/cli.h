@@ -45,7 +45,10 @@ enum lock_result {
 
 /* Take the run lock in `dir` (created 0700 if missing), waiting at most
  * wait_ms for a run in progress; *held gets the fd that holds it.  With
- * `coalesce`, give up at once when another run is already queued. */
+ * `coalesce`, give up at once when another run is already queued (telling
+ * it so), and once queued and holding the lock, wait up to 1 s more
+ * while other runs keep coalescing into this one (a burst of events).
+ * lock.c says how. */
 enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held,
 			  struct err *e);
 

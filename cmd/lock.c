@@ -8,8 +8,12 @@
  *  2. wait.lock is held by the one run queued behind it; a coalescing run
  *     that finds wait.lock taken exits at once, since the queued run will
  *     read the host after every event that preceded it;
- *  3. the queued run drops wait.lock as soon as it holds run.lock, before
- *     it reads anything, so a later event queues a new run.
+ *  3. each run that coalesces touches wait.lock's mtime on its way out;
+ *     the queued run, once it holds run.lock, waits until those touches
+ *     have stopped for SETTLE_QUIET_MS (at most SETTLE_MAX_MS), then drops
+ *     wait.lock before it reads anything, so a later event queues a new
+ *     run.  A lone event finds wait.lock untouched and does not wait; a
+ *     burst of them is read once, after it ends.
  * Locks are flocks on files in a root-only run dir: they vanish with the
  * process, so a crash never leaves a stale lock.
  */
@@ -22,7 +26,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
+
+#define SETTLE_QUIET_MS 100
+#define SETTLE_MAX_MS 1000
 
 static void on_alarm(int sig)
 {
@@ -49,6 +57,38 @@ static bool flock_within(int fd, int wait_ms)
 	return rc == 0;
 }
 
+static int64_t ms_of(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* Rule 3: wait while runs are still coalescing into ours. */
+static void settle(int wait_fd)
+{
+	struct timespec t;
+	int64_t start, now, quiet;
+	struct stat st;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	start = ms_of(&t);
+	for (;;) {
+		if (fstat(wait_fd, &st) != 0)
+			return;
+		clock_gettime(CLOCK_REALTIME, &t);
+		quiet = ms_of(&t) - ms_of(&st.st_mtim);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		now = ms_of(&t);
+		/* A touch in the future means the clock was set back: go. */
+		if (quiet < 0 || quiet >= SETTLE_QUIET_MS || now - start >= SETTLE_MAX_MS)
+			return;
+		int64_t nap = SETTLE_QUIET_MS - quiet;
+		if (nap > SETTLE_MAX_MS - (now - start))
+			nap = SETTLE_MAX_MS - (now - start);
+		struct timespec d = { .tv_sec = nap / 1000, .tv_nsec = (long)(nap % 1000) * 1000000 };
+		nanosleep(&d, NULL);
+	}
+}
+
 static int open_run_dir(const char *dir, struct err *e)
 {
 	struct stat st;
@@ -67,10 +107,21 @@ static int open_run_dir(const char *dir, struct err *e)
 	return fd;
 }
 
+/* A lock file, created if missing with an mtime of 1970: rule 3 reads
+ * wait.lock's mtime as "a run coalesced just now", which its creation
+ * must not look like. */
 static int open_lock(int dirfd, const char *dir, const char *name, struct err *e)
 {
-	int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	static const struct timespec epoch[2] = { { 0, 0 }, { 0, 0 } };
+	int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 
+	if (fd < 0 && errno == ENOENT) {
+		fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0)
+			futimens(fd, epoch);
+		else if (errno == EEXIST) /* another run created it first */
+			fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
 	if (fd < 0)
 		err_set(e, ERR_IO, "%s/%s: %s", dir, name, strerror(errno));
 	return fd;
@@ -90,6 +141,8 @@ enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held
 			res = errno == EWOULDBLOCK ? LOCK_COALESCED : LOCK_FAILED;
 			if (res == LOCK_FAILED)
 				err_set(e, ERR_IO, "%s/wait.lock: flock: %s", dir, strerror(errno));
+			else
+				futimens(wait_fd, NULL); /* rule 3: tell the queued run */
 			goto out;
 		}
 	}
@@ -101,6 +154,8 @@ enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held
 		close(run_fd);
 		goto out;
 	}
+	if (coalesce)
+		settle(wait_fd);
 	res = LOCK_TAKEN;
 	*held = run_fd;
 out:
