@@ -6,6 +6,7 @@
 #include "cmd/cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <locale.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,10 +225,10 @@ static bool read_file(int dirfd, const char *name, const char *path,
 static void load_vm(int dirfd, const char *dir, const char *name, struct vm_config *vm)
 {
 	size_t stem = strlen(name) - strlen(CONFIG_SUFFIX);
-	char *text = NULL;
+	char *text = NULL, path[PATH_MAX];
 	size_t len = 0;
 
-	snprintf(vm->path, sizeof vm->path, "%s/%s", dir, name);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
 	err_clear(&vm->err);
 	if (stem < VM_NAME_MAX) {
 		memcpy(vm->vm, name, stem);
@@ -236,11 +237,11 @@ static void load_vm(int dirfd, const char *dir, const char *name, struct vm_conf
 	if (!config_vm_name_valid(vm->vm)) {
 		vm->vm[0] = '\0';
 		err_set(&vm->err, ERR_CONFIG, "%s: file name is not <vm>" CONFIG_SUFFIX
-			" with a VM name of letters, digits, '_' and '-'", vm->path);
+			" with a VM name of letters, digits, '_' and '-'", path);
 		return;
 	}
-	if (read_file(dirfd, name, vm->path, &text, &len, &vm->err))
-		vm->ok = config_parse(text, len, vm->path, vm, &vm->err);
+	if (read_file(dirfd, name, path, &text, &len, &vm->err))
+		vm->ok = config_parse(text, len, path, vm, &vm->err);
 	free(text);
 }
 
@@ -333,7 +334,6 @@ long config_add_vm(struct config *c, const char *name)
 	if (!vm)
 		return -1;
 	snprintf(vm->vm, sizeof vm->vm, "%s", name);
-	snprintf(vm->path, sizeof vm->path, "(no %s%s)", name, CONFIG_SUFFIX);
 	vm->ok = true;
 	return (long)(c->nvms - 1);
 }

@@ -16,7 +16,6 @@
 #ifndef USBSYNC_CONFIG_H
 #define USBSYNC_CONFIG_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,8 +42,7 @@ struct rule {
 
 struct vm_config {
 	char vm[VM_NAME_MAX];   /* "" when the file name is not a valid VM */
-	char path[PATH_MAX];
-	bool ok;                /* false: err says why; leave this VM alone */
+	bool ok;                /* false: err says why (naming its file); leave this VM alone */
 	struct err err;
 	struct rule *rules;     /* owned */
 	size_t nrules;
