@@ -127,10 +127,10 @@ typedef void (*visit_fn)(int fd, const char *name, void *ctx);
 
 /* Call visit(fd of the subdirectory, its name, ctx) on each subdirectory
  * of dirfd (never a symlink) whose name_is(name, prefix, set).  dirfd
- * stays open. */
+ * stays open (the listing reads a duplicate of it). */
 static void each_dir(int dirfd, const char *prefix, const char *set, visit_fn visit, void *ctx)
 {
-	int fd = open_dir(dirfd, ".");
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 
@@ -139,6 +139,7 @@ static void each_dir(int dirfd, const char *prefix, const char *set, visit_fn vi
 			close(fd);
 		return;
 	}
+	rewinddir(d); /* the duplicate shares the offset of an earlier listing */
 	for (int i = 0; i < DIR_ENTRIES_MAX && (de = readdir(d)); i++) {
 		if (!name_is(de->d_name, prefix, set))
 			continue;
@@ -229,23 +230,17 @@ static void visit_level(int fd, const char *name, void *ctx)
 		each_dir(fd, levels[next.level].prefix, levels[next.level].set, visit_level, &next);
 }
 
-/* Every disk and partition below the USB device at `path`. */
-static void find_blks(const char *path, struct blks *s)
+/* Every disk and partition below the USB device `name` open at devfd. */
+static void find_blks(int devfd, const char *name, struct blks *s)
 {
-	const char *slash = strrchr(path, '/');
 	char iface[NAME_MAX + 2];
 	struct walk w = { s, 0 };
-	int fd;
 
 	s->n = 0;
 	s->full = false;
-	if (snprintf(iface, sizeof iface, "%s:", slash ? slash + 1 : path) >= (int)sizeof iface)
+	if (snprintf(iface, sizeof iface, "%s:", name) >= (int)sizeof iface)
 		return;
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) /* unplugged since it was enumerated */
-		return;
-	each_dir(fd, iface, levels[0].set, visit_level, &w);
-	close(fd);
+	each_dir(devfd, iface, levels[0].set, visit_level, &w);
 }
 
 /* ---- /proc ------------------------------------------------------------- */
@@ -420,24 +415,21 @@ void hostuse_paths_default(struct hostuse_paths *p)
 	p->swaps = sw && *sw ? sw : "/proc/swaps";
 }
 
-bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
-		   char *why, size_t n)
+bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
+		      char *why, size_t n)
 {
-	char path[PATH_MAX];
 	struct blks *s;
 	bool used;
 
 	if (n == 0)
 		return false;
 	why[0] = '\0';
-	if (snprintf(path, sizeof path, "%s%s", p->sysroot, syspath) >= (int)sizeof path)
-		return false;
 	/* ~10 KiB: on the heap, as usbtree_read calls this per device. */
 	if (!(s = malloc(sizeof *s))) {
 		snprintf(why, n, "cannot tell: out of memory");
 		return true;
 	}
-	find_blks(path, s);
+	find_blks(devfd, name, s);
 	if (s->full) { /* invariant 3: an unseen partition may be mounted */
 		snprintf(why, n, "cannot tell: more than %d block devices", BLKS_MAX);
 		used = true;
@@ -448,5 +440,26 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 			held(s, why, n) || held_exclusively(p, s, why, n));
 	}
 	free(s);
+	return used;
+}
+
+bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
+		   char *why, size_t n)
+{
+	char path[PATH_MAX];
+	const char *slash = strrchr(syspath, '/');
+	int fd;
+	bool used;
+
+	if (n == 0)
+		return false;
+	why[0] = '\0';
+	if (snprintf(path, sizeof path, "%s%s", p->sysroot, syspath) >= (int)sizeof path)
+		return false;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) /* unplugged since it was enumerated */
+		return false;
+	used = hostuse_check_at(p, fd, slash ? slash + 1 : syspath, why, n);
+	close(fd);
 	return used;
 }

@@ -9,7 +9,7 @@
  * ZFS pools and anything the other checks miss).
  *
  * It reads sysfs and /proc with plain bounded reads and knows nothing of
- * libudev: usbtree.c hands it each device's syspath.
+ * libudev: usbtree.c hands it each device's directory.
  */
 #ifndef USBSYNC_HOSTUSE_H
 #define USBSYNC_HOSTUSE_H
@@ -43,5 +43,10 @@ void hostuse_paths_default(struct hostuse_paths *p);
  * a free disk loses nothing, passing a mounted one loses data. */
 bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 		   char *why, size_t n);
+
+/* The same for the device directory already open at devfd (borrowed),
+ * whose sysfs name is `name` ("3-4.1.4"): usbtree_read has it open. */
+bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
+		      char *why, size_t n);
 
 #endif

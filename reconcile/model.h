@@ -33,7 +33,7 @@ enum usb_speed {
 	SPEED_SUPER_PLUS, /* 10000 and up */
 };
 
-#define USB_STR_MAX 256 /* product, manufacturer, serial: raw bytes, untrusted */
+#define USB_STR_MAX 256 /* product, manufacturer: raw bytes, untrusted */
 
 /* One USB device of the host (never an interface, never a root hub). */
 struct usbdev {
@@ -44,7 +44,6 @@ struct usbdev {
 	enum usb_speed speed;
 	char product[USB_STR_MAX];      /* raw, may hold any byte but NUL */
 	char manufacturer[USB_STR_MAX];
-	char serial[USB_STR_MAX];
 	/* Why the host uses this device's disk ("/dev/sdb1 on /mnt/backup"),
 	 * "" when it does not: such a device is never passed through. */
 	char in_use[160];

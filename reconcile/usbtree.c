@@ -28,7 +28,6 @@
 #define ATTR_SPEED "speed"
 #define ATTR_PRODUCT "product"
 #define ATTR_MANUFACTURER "manufacturer"
-#define ATTR_SERIAL "serial"
 #define USB_CLASS_HUB 0x09
 
 /* Exactly `digits` hex digits (the kernel prints %04x / %02x). */
@@ -115,7 +114,6 @@ bool usbtree_parse_device(const char *sysname, usbtree_attr_fn get, void *ctx,
 	d.speed = usbtree_parse_speed(get(ctx, ATTR_SPEED));
 	copy_str(d.product, sizeof d.product, get(ctx, ATTR_PRODUCT));
 	copy_str(d.manufacturer, sizeof d.manufacturer, get(ctx, ATTR_MANUFACTURER));
-	copy_str(d.serial, sizeof d.serial, get(ctx, ATTR_SERIAL));
 	*out = d;
 	return true;
 }
@@ -182,12 +180,12 @@ static bool push(struct usbtree *t, const struct usbdev *d)
 	return true;
 }
 
-/* Read the device entry `name` of the directory `dirfd` (at `dir`); false
+/* Read the device entry `name` of the directory `dirfd`; false
  * only when the tree cannot grow.  Every non-hub device is asked whether
  * the host uses a disk of it: not only class 08 interfaces carry disks
  * (usb-storage's unusual_devs and the ums-* drivers bind vendor-class
  * ones, e.g. Realtek card readers). */
-static bool read_one(int dirfd, const char *dir, const char *name, struct usbtree *t,
+static bool read_one(int dirfd, const char *name, struct usbtree *t,
 		     const struct hostuse_paths *hp)
 {
 	struct sysdev sd = { .fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
@@ -199,13 +197,8 @@ static bool read_one(int dirfd, const char *dir, const char *name, struct usbtre
 		return true;
 	}
 	if (usbtree_parse_device(name, sysfs_attr, &sd, &d, NULL) && sd.has_vid) {
-		if (!d.hub) {
-			char path[PATH_MAX];
-			if (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path)
-				hostuse_check(hp, path, d.in_use, sizeof d.in_use);
-			else
-				snprintf(d.in_use, sizeof d.in_use, "cannot tell: sysfs path too long");
-		}
+		if (!d.hub)
+			hostuse_check_at(hp, sd.fd, name, d.in_use, sizeof d.in_use);
 		ok = push(t, &d);
 	} else {
 		t->skipped++;
@@ -243,7 +236,7 @@ bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
 		struct port p;
 		if (!port_parse(de->d_name, &p))
 			continue;
-		if (!read_one(dirfd(d), dir, de->d_name, out, &hp))
+		if (!read_one(dirfd(d), de->d_name, out, &hp))
 			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
 				     USBTREE_DEVS_MAX);
 	}
