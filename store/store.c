@@ -16,6 +16,7 @@
  */
 #include "store/store.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -25,6 +26,63 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* libsqlite3 is loaded the first time a database is opened, not at
+ * start: a run with nothing to record (most runs) never needs it, and
+ * loading it costs every process about a millisecond and 600 KiB.  The
+ * header gives the types and constants; the functions come from the
+ * library's own soname, so a security update of libsqlite3 reaches us
+ * as it would with linking.  (systemd loads its optional libraries so.) */
+#define SQLITE_SONAME "libsqlite3.so.0"
+#define SQLITE_SYMS(X) \
+	X(sqlite3_bind_blob64) \
+	X(sqlite3_bind_int) \
+	X(sqlite3_bind_int64) \
+	X(sqlite3_bind_null) \
+	X(sqlite3_bind_parameter_index) \
+	X(sqlite3_bind_text64) \
+	X(sqlite3_busy_timeout) \
+	X(sqlite3_changes64) \
+	X(sqlite3_close_v2) \
+	X(sqlite3_column_bytes) \
+	X(sqlite3_column_int) \
+	X(sqlite3_column_int64) \
+	X(sqlite3_column_text) \
+	X(sqlite3_column_type) \
+	X(sqlite3_db_config) \
+	X(sqlite3_errmsg) \
+	X(sqlite3_exec) \
+	X(sqlite3_finalize) \
+	X(sqlite3_last_insert_rowid) \
+	X(sqlite3_open_v2) \
+	X(sqlite3_prepare_v2) \
+	X(sqlite3_reset) \
+	X(sqlite3_step) \
+	X(sqlite3_system_errno)
+
+#define DECLARE_SYM(fn) static typeof(fn) *sym_##fn;
+SQLITE_SYMS(DECLARE_SYM)
+
+static bool sqlite_loaded;
+
+static bool load_sqlite(const char *path, struct err *e)
+{
+	void *h;
+
+	if (sqlite_loaded)
+		return true;
+	if (!(h = dlopen(SQLITE_SONAME, RTLD_NOW | RTLD_LOCAL)))
+		return err_set(e, ERR_DB, "%s: cannot load " SQLITE_SONAME ": %s", path, dlerror());
+#define RESOLVE_SYM(fn) \
+	if (!(*(void **)&sym_##fn = dlsym(h, #fn))) { \
+		dlclose(h); \
+		return err_set(e, ERR_DB, "%s: " SQLITE_SONAME " lacks " #fn " (too old)", path); \
+	}
+	SQLITE_SYMS(RESOLVE_SYM)
+#undef RESOLVE_SYM
+	sqlite_loaded = true; /* for the life of the process */
+	return true;
+}
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 2000
@@ -64,7 +122,7 @@ static const char schema_sql[] =
 static bool db_fail(const struct store *s, struct err *e, const char *what)
 {
 	return err_set(e, ERR_DB, "%s: %s: %s", s->path, what,
-		       sqlite3_errmsg(s->db));
+		       sym_sqlite3_errmsg(s->db));
 }
 
 /* ---- small statement helpers ---- */
@@ -74,7 +132,7 @@ static bool db_fail(const struct store *s, struct err *e, const char *what)
 static bool prepare(struct store *s, const char *sql, sqlite3_stmt **st,
 		    const char *what, struct err *e)
 {
-	if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
+	if (sym_sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
 		return db_fail(s, e, what);
 	return true;
 }
@@ -83,23 +141,23 @@ static bool prepare(struct store *s, const char *sql, sqlite3_stmt **st,
 static int bind_str(sqlite3_stmt *st, int i, const char *v)
 {
 	if (!v)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_text64(st, i, v, strlen(v), SQLITE_STATIC,
+		return sym_sqlite3_bind_null(st, i);
+	return sym_sqlite3_bind_text64(st, i, v, strlen(v), SQLITE_STATIC,
 				   SQLITE_UTF8);
 }
 
 static int bind_bytes(sqlite3_stmt *st, int i, const char *v)
 {
 	if (!v)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_blob64(st, i, v, strlen(v), SQLITE_STATIC);
+		return sym_sqlite3_bind_null(st, i);
+	return sym_sqlite3_bind_blob64(st, i, v, strlen(v), SQLITE_STATIC);
 }
 
 /* Run a statement that needs no parameters and whose rows, if any, we do
  * not want (DDL, BEGIN, COMMIT, pragmas that echo their value). */
 static bool exec(struct store *s, const char *sql, struct err *e)
 {
-	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (sym_sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(s, e, sql);
 	return true;
 }
@@ -107,7 +165,7 @@ static bool exec(struct store *s, const char *sql, struct err *e)
 /* Keeps the failure's message: ROLLBACK would overwrite sqlite3_errmsg. */
 static bool rollback(struct store *s)
 {
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	sym_sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	return false;
 }
 
@@ -117,12 +175,12 @@ static bool query_int(struct store *s, const char *sql, int64_t *out,
 	sqlite3_stmt *st;
 	if (!prepare(s, sql, &st, "read schema", e))
 		return false;
-	bool ok = sqlite3_step(st) == SQLITE_ROW;
+	bool ok = sym_sqlite3_step(st) == SQLITE_ROW;
 	if (ok)
-		*out = sqlite3_column_int64(st, 0);
+		*out = sym_sqlite3_column_int64(st, 0);
 	else
 		db_fail(s, e, "read schema");
-	sqlite3_finalize(st);
+	sym_sqlite3_finalize(st);
 	return ok;
 }
 
@@ -168,7 +226,7 @@ static bool create_schema(struct store *s, struct err *e)
 		return rollback(s);
 	if (state == SCHEMA_CURRENT)
 		return exec(s, "COMMIT", e) || rollback(s);
-	if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (sym_sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(s, e, "create schema") || rollback(s);
 	return exec(s, "COMMIT", e) || rollback(s);
 }
@@ -179,15 +237,15 @@ static bool use_wal(struct store *s, struct err *e)
 	const char *sql = "PRAGMA journal_mode = WAL", *mode;
 	if (!prepare(s, sql, &st, sql, e))
 		return false;
-	bool ok = sqlite3_step(st) == SQLITE_ROW;
+	bool ok = sym_sqlite3_step(st) == SQLITE_ROW;
 	if (!ok)
 		db_fail(s, e, sql);
 	/* SQLite answers with the mode it kept when WAL is impossible. */
-	else if (!(mode = (const char *)sqlite3_column_text(st, 0)) ||
+	else if (!(mode = (const char *)sym_sqlite3_column_text(st, 0)) ||
 		 strcmp(mode, "wal") != 0)
 		ok = err_set(e, ERR_DB, "%s: journal_mode stays %s, not wal",
 			     s->path, mode ? mode : "unknown");
-	sqlite3_finalize(st);
+	sym_sqlite3_finalize(st);
 	return ok;
 }
 
@@ -215,33 +273,35 @@ static bool make_parent(const char *path, struct err *e)
 /* The handle exists even when opening fails, so its message is usable. */
 static struct store *open_db(const char *path, int flags, struct err *e)
 {
+	if (!load_sqlite(path, e))
+		return NULL;
 	struct store *s = calloc(1, sizeof *s);
 	if (!s || !(s->path = strdup(path))) {
 		free(s);
 		err_set(e, ERR_DB, "%s: out of memory", path);
 		return NULL;
 	}
-	if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-		int sys = s->db ? sqlite3_system_errno(s->db) : 0;
+	if (sym_sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+		int sys = s->db ? sym_sqlite3_system_errno(s->db) : 0;
 		err_set(e, ERR_DB, "%s: open: %s%s%s%s", path,
-			s->db ? sqlite3_errmsg(s->db) : "out of memory",
+			s->db ? sym_sqlite3_errmsg(s->db) : "out of memory",
 			sys ? " (" : "", sys ? strerror(sys) : "",
 			sys ? ")" : "");
 		store_close(s);
 		return NULL;
 	}
-	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	sym_sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	/* Closing the last connection would checkpoint the WAL and fsync: a
 	 * no-op run must not wait on the disk.  Commits still checkpoint once
 	 * the WAL passes wal_autocheckpoint pages, so it stays bounded. */
-	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	sym_sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	return s;
 }
 
 /* Closing a refused file must not checkpoint its WAL into it. */
 static struct store *refuse(struct store *s)
 {
-	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	sym_sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	store_close(s);
 	return NULL;
 }
@@ -287,7 +347,7 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
-	sqlite3_close_v2(s->db);
+	sym_sqlite3_close_v2(s->db);
 	free(s->path);
 	free(s);
 }
@@ -302,25 +362,25 @@ static bool insert_run(struct store *s, const struct store_run *r,
 		     "devpath, dry_run, exit_code) VALUES (?, ?, ?, ?, ?, ?)",
 		     &st, "insert run", e))
 		return false;
-	bool ok = sqlite3_bind_int64(st, 1, r->time_ms) == SQLITE_OK &&
+	bool ok = sym_sqlite3_bind_int64(st, 1, r->time_ms) == SQLITE_OK &&
 		  bind_str(st, 2, r->trigger) == SQLITE_OK &&
 		  bind_str(st, 3, r->udev_action) == SQLITE_OK &&
 		  bind_str(st, 4, r->devpath) == SQLITE_OK &&
-		  sqlite3_bind_int(st, 5, r->dry_run) == SQLITE_OK &&
-		  sqlite3_bind_int(st, 6, r->exit_code) == SQLITE_OK &&
-		  sqlite3_step(st) == SQLITE_DONE;
+		  sym_sqlite3_bind_int(st, 5, r->dry_run) == SQLITE_OK &&
+		  sym_sqlite3_bind_int(st, 6, r->exit_code) == SQLITE_OK &&
+		  sym_sqlite3_step(st) == SQLITE_DONE;
 	if (ok)
-		*id = sqlite3_last_insert_rowid(s->db);
+		*id = sym_sqlite3_last_insert_rowid(s->db);
 	else
 		db_fail(s, e, "insert run");
-	sqlite3_finalize(st);
+	sym_sqlite3_finalize(st);
 	return ok;
 }
 
 static bool bind_event(sqlite3_stmt *st, int64_t run_id,
 		       const struct store_event *ev)
 {
-	return sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
+	return sym_sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
 	       bind_str(st, 2, ev->vm) == SQLITE_OK &&
 	       bind_str(st, 3, ev->op) == SQLITE_OK &&
 	       bind_str(st, 4, ev->port) == SQLITE_OK &&
@@ -342,12 +402,12 @@ static bool insert_events(struct store *s, int64_t run_id,
 	bool ok = true;
 	for (size_t i = 0; ok && i < nev; i++) {
 		ok = bind_event(st, run_id, &ev[i]) &&
-		     sqlite3_step(st) == SQLITE_DONE;
+		     sym_sqlite3_step(st) == SQLITE_DONE;
 		if (!ok)
 			db_fail(s, e, "insert event");
-		sqlite3_reset(st);
+		sym_sqlite3_reset(st);
 	}
-	sqlite3_finalize(st);
+	sym_sqlite3_finalize(st);
 	return ok;
 }
 
@@ -423,12 +483,12 @@ bool store_last_run(struct store *s, int64_t *time_ms, struct err *e)
 	if (!prepare(s, "SELECT value FROM meta WHERE key = 'last_run'",
 		     &st_meta, "read last_run", e))
 		return false;
-	int rc = sqlite3_step(st_meta);
+	int rc = sym_sqlite3_step(st_meta);
 	if (rc == SQLITE_ROW)
-		meta = sqlite3_column_int64(st_meta, 0);
+		meta = sym_sqlite3_column_int64(st_meta, 0);
 	else if (rc != SQLITE_DONE)
 		db_fail(s, e, "read last_run");
-	sqlite3_finalize(st_meta);
+	sym_sqlite3_finalize(st_meta);
 	if (meta > *time_ms)
 		*time_ms = meta;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE;
@@ -441,13 +501,13 @@ bool store_prune(struct store *s, int64_t before_ms, int64_t *deleted, struct er
 	/* Events go with their run: ON DELETE CASCADE, foreign_keys is on. */
 	if (!prepare(s, "DELETE FROM runs WHERE time_ms < ?", &st, "prune", e))
 		return false;
-	bool ok = sqlite3_bind_int64(st, 1, before_ms) == SQLITE_OK &&
-		  sqlite3_step(st) == SQLITE_DONE;
+	bool ok = sym_sqlite3_bind_int64(st, 1, before_ms) == SQLITE_OK &&
+		  sym_sqlite3_step(st) == SQLITE_DONE;
 	if (!ok)
 		db_fail(s, e, "prune");
 	else if (deleted)
-		*deleted = sqlite3_changes64(s->db);
-	sqlite3_finalize(st);
+		*deleted = sym_sqlite3_changes64(s->db);
+	sym_sqlite3_finalize(st);
 	return ok;
 }
 
@@ -473,25 +533,25 @@ static const char history_sql[] =
 
 static int bind_named_str(sqlite3_stmt *st, const char *name, const char *v)
 {
-	return bind_str(st, sqlite3_bind_parameter_index(st, name), v);
+	return bind_str(st, sym_sqlite3_bind_parameter_index(st, name), v);
 }
 
 /* 0 means "no bound"; NULL makes the filter match everything. */
 static int bind_named_bound(sqlite3_stmt *st, const char *name, int64_t v)
 {
-	int i = sqlite3_bind_parameter_index(st, name);
-	return v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+	int i = sym_sqlite3_bind_parameter_index(st, name);
+	return v ? sym_sqlite3_bind_int64(st, i, v) : sym_sqlite3_bind_null(st, i);
 }
 
 static bool bind_query(sqlite3_stmt *st, const struct store_query *q)
 {
-	int i = sqlite3_bind_parameter_index(st, ":limit");
+	int i = sym_sqlite3_bind_parameter_index(st, ":limit");
 	return bind_named_str(st, ":vm", q->vm) == SQLITE_OK &&
 	       bind_named_str(st, ":port", q->port) == SQLITE_OK &&
 	       bind_named_str(st, ":vidpid", q->vidpid) == SQLITE_OK &&
 	       bind_named_bound(st, ":since", q->since_ms) == SQLITE_OK &&
 	       bind_named_bound(st, ":until", q->until_ms) == SQLITE_OK &&
-	       sqlite3_bind_int64(st, i, q->limit ? (int64_t)q->limit : -1)
+	       sym_sqlite3_bind_int64(st, i, q->limit ? (int64_t)q->limit : -1)
 			== SQLITE_OK;
 }
 
@@ -500,21 +560,21 @@ static bool bind_query(sqlite3_stmt *st, const struct store_query *q)
  * "" rather than NULL. */
 static bool col_str(sqlite3_stmt *st, int i, const char **out)
 {
-	if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+	if (sym_sqlite3_column_type(st, i) == SQLITE_NULL) {
 		*out = NULL;
 		return true;
 	}
-	*out = (const char *)sqlite3_column_text(st, i);
-	if (!*out && sqlite3_column_bytes(st, i) == 0)
+	*out = (const char *)sym_sqlite3_column_text(st, i);
+	if (!*out && sym_sqlite3_column_bytes(st, i) == 0)
 		*out = "";
 	return *out != NULL;
 }
 
 static bool read_row(sqlite3_stmt *st, struct store_row *r)
 {
-	r->run_id = sqlite3_column_int64(st, 0);
-	r->time_ms = sqlite3_column_int64(st, 1);
-	r->dry_run = sqlite3_column_int(st, 5) != 0;
+	r->run_id = sym_sqlite3_column_int64(st, 0);
+	r->time_ms = sym_sqlite3_column_int64(st, 1);
+	r->dry_run = sym_sqlite3_column_int(st, 5) != 0;
 	return col_str(st, 2, &r->trigger) && col_str(st, 3, &r->udev_action) &&
 	       col_str(st, 4, &r->devpath) && col_str(st, 6, &r->vm) &&
 	       col_str(st, 7, &r->op) && col_str(st, 8, &r->port) &&
@@ -533,12 +593,12 @@ bool store_history(struct store *s, const struct store_query *q,
 		return false;
 	if (!bind_query(st, q)) {
 		db_fail(s, e, "bind history query");
-		sqlite3_finalize(st);
+		sym_sqlite3_finalize(st);
 		return false;
 	}
 	int rc;
 	struct store_row row;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = sym_sqlite3_step(st)) == SQLITE_ROW) {
 		if (!read_row(st, &row)) {
 			err_set(e, ERR_DB, "%s: read history: out of memory",
 				s->path);
@@ -551,6 +611,6 @@ bool store_history(struct store *s, const struct store_query *q,
 	}
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		db_fail(s, e, "read history");
-	sqlite3_finalize(st);
+	sym_sqlite3_finalize(st);
 	return rc == SQLITE_DONE;
 }

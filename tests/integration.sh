@@ -399,6 +399,31 @@ test_unwritable_history_still_reconciles() {
 	expect_eq "$(cat "$T/db/history.db")" "this is not a database, and it must survive" "file untouched"
 }
 
+# libsqlite3 is loaded only by a run that records something: a broken one
+# on the library path is never noticed by a no-op run, and a run that
+# changes devices changes them anyway, with a warning.
+test_history_library_is_loaded_only_by_a_run_that_records() {
+	vm_start 100
+	conf 100 "3-4.4"
+	us reconcile
+	expect_rc 0
+	mkdir -p "$T/lib"
+	: > "$T/lib/libsqlite3.so.0"
+	export LD_LIBRARY_PATH=$T/lib
+	us reconcile
+	expect_rc 0
+	expect_eq "$ERR" "" "a no-op run does not load the library"
+	conf 100 "3-4.1"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "reconciled anyway"
+	expect_in "$ERR" "cannot load libsqlite3.so.0" "the warning names the library"
+	unset LD_LIBRARY_PATH
+	us history --json
+	expect_rc 0
+	expect_not_in "$OUT" '"port":"3-4.1.1"' "the unrecorded run left no row"
+}
+
 test_hostile_device_strings_are_escaped_and_json_stays_valid() {
 	TREE=$TREES/hostile.umockdev
 	vm_start 100
