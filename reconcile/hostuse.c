@@ -33,6 +33,9 @@
 #define DIR_ENTRIES_MAX 1024 /* entries looked at in one sysfs directory */
 #define ATTR_MAX 64          /* bytes read from one sysfs attribute */
 #define LINES_MAX 100000     /* lines read from mountinfo or swaps */
+#define DISKS_LISTED_MAX 65536 /* entries of block/ looked at */
+#define DISK_DEVS_MAX 1024   /* USB devices with disks remembered */
+#define USB_NAME_MAX 48      /* "65535-255.255.255.255.255.255.255" fits */
 
 /* One block device: a whole disk or a partition of one. */
 struct blk {
@@ -462,4 +465,97 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 	used = hostuse_check_at(p, fd, slash ? slash + 1 : syspath, why, n);
 	close(fd);
 	return used;
+}
+
+/* ---- which devices have disks ------------------------------------------ */
+
+struct hostuse_disks {
+	size_t n;
+	char dev[DISK_DEVS_MAX][USB_NAME_MAX];
+};
+
+/* "4-3" or "12-1.4.2": a USB device's sysfs name. */
+static bool usb_name(const char *s, size_t n)
+{
+	size_t i = strspn(s, "0123456789");
+
+	if (i == 0 || i >= n || s[i] != '-' || n >= USB_NAME_MAX)
+		return false;
+	for (i++; i < n; i++)
+		if (!(s[i] >= '0' && s[i] <= '9') && s[i] != '.')
+			return false;
+	return s[n - 1] != '-' && s[n - 1] != '.';
+}
+
+/* The USB device a disk's link runs through: the component before the
+ * first "<dev>:<config>.<interface>" whose <dev> is that component. */
+static bool disk_usb_dev(const char *link, char *out)
+{
+	const char *prev = NULL, *c = link;
+	size_t prevlen = 0;
+
+	while (*c) {
+		const char *end = strchrnul(c, '/'), *colon = memchr(c, ':', (size_t)(end - c));
+		size_t len = (size_t)(end - c);
+		if (colon && prev && (size_t)(colon - c) == prevlen &&
+		    memcmp(c, prev, prevlen) == 0 && usb_name(prev, prevlen)) {
+			memcpy(out, prev, prevlen);
+			out[prevlen] = '\0';
+			return true;
+		}
+		prev = c, prevlen = len;
+		c = *end ? end + 1 : end;
+	}
+	return false;
+}
+
+struct hostuse_disks *hostuse_disks_read(const char *sysfs)
+{
+	char dir[PATH_MAX], link[PATH_MAX], name[USB_NAME_MAX];
+	struct hostuse_disks *d = calloc(1, sizeof *d);
+	struct dirent *de;
+	DIR *listing;
+	int fd;
+
+	if (!d || snprintf(dir, sizeof dir, "%s/block", sysfs) >= (int)sizeof dir)
+		goto cannot_tell;
+	if (!(listing = opendir(dir))) {
+		if (errno == ENOENT) /* no block devices at all */
+			return d;
+		goto cannot_tell;
+	}
+	fd = dirfd(listing);
+	for (int i = 0; (de = readdir(listing)); i++) {
+		ssize_t len;
+		if (i == DISKS_LISTED_MAX || d->n == DISK_DEVS_MAX) {
+			closedir(listing);
+			goto cannot_tell;
+		}
+		if (de->d_name[0] == '.' ||
+		    (len = readlinkat(fd, de->d_name, link, sizeof link - 1)) < 0)
+			continue; /* not a link, or gone since the listing */
+		link[len] = '\0';
+		if (disk_usb_dev(link, name) && !hostuse_disks_may_have(d, name))
+			memcpy(d->dev[d->n++], name, sizeof name);
+	}
+	closedir(listing);
+	return d;
+cannot_tell:
+	free(d);
+	return NULL;
+}
+
+bool hostuse_disks_may_have(const struct hostuse_disks *d, const char *name)
+{
+	if (!d)
+		return true;
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->dev[i], name) == 0)
+			return true;
+	return false;
+}
+
+void hostuse_disks_free(struct hostuse_disks *d)
+{
+	free(d);
 }

@@ -49,4 +49,18 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
 		      char *why, size_t n);
 
+/* Which USB devices have a block device at all, from one listing of
+ * <sysfs>/block: each entry links to the disk's device path, which runs
+ * through its USB device and interface ("../devices/.../4-3/4-3:1.0/
+ * host8/..."), so only those devices need hostuse_check.  Returns an
+ * owned set (free with hostuse_disks_free), or NULL when it cannot tell
+ * (then every device must be asked).  A sysfs without block/ has none. */
+struct hostuse_disks;
+struct hostuse_disks *hostuse_disks_read(const char *sysfs);
+
+/* May USB device `name` ("4-3") have a disk?  True for a NULL set. */
+bool hostuse_disks_may_have(const struct hostuse_disks *d, const char *name);
+
+void hostuse_disks_free(struct hostuse_disks *d);
+
 #endif

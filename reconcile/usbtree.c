@@ -186,7 +186,7 @@ static bool push(struct usbtree *t, const struct usbdev *d)
  * (usb-storage's unusual_devs and the ums-* drivers bind vendor-class
  * ones, e.g. Realtek card readers). */
 static bool read_one(int dirfd, const char *name, struct usbtree *t,
-		     const struct hostuse_paths *hp)
+		     const struct hostuse_paths *hp, const struct hostuse_disks *disks)
 {
 	struct sysdev sd = { .fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
 	struct usbdev d;
@@ -197,7 +197,7 @@ static bool read_one(int dirfd, const char *name, struct usbtree *t,
 		return true;
 	}
 	if (usbtree_parse_device(name, sysfs_attr, &sd, &d, NULL) && sd.has_vid) {
-		if (!d.hub)
+		if (!d.hub && hostuse_disks_may_have(disks, name))
 			hostuse_check_at(hp, sd.fd, name, d.in_use, sizeof d.in_use);
 		ok = push(t, &d);
 	} else {
@@ -211,6 +211,7 @@ bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
 {
 	char dir[PATH_MAX];
 	struct hostuse_paths hp;
+	struct hostuse_disks *disks;
 	struct dirent *de;
 	DIR *d;
 	bool ok = true;
@@ -227,6 +228,8 @@ bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
 			return true;
 		return err_set(e, ERR_IO, "cannot list %s: %s", dir, strerror(errno));
 	}
+	/* Only devices with a block device are asked about their disks. */
+	disks = hostuse_disks_read(sysfs);
 	for (unsigned i = 0; ok && (de = readdir(d)); i++) {
 		if (i == ENTRIES_MAX) {
 			ok = err_set(e, ERR_IO, "%s: more than %d entries", dir, ENTRIES_MAX);
@@ -236,11 +239,12 @@ bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
 		struct port p;
 		if (!port_parse(de->d_name, &p))
 			continue;
-		if (!read_one(dirfd(d), de->d_name, out, &hp))
+		if (!read_one(dirfd(d), de->d_name, out, &hp, disks))
 			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
 				     USBTREE_DEVS_MAX);
 	}
 	closedir(d);
+	hostuse_disks_free(disks);
 	if (ok)
 		qsort(out->devs, out->n, sizeof *out->devs, dev_order);
 	else

@@ -561,3 +561,48 @@ Test(hostuse, more_block_devices_than_it_can_hold_means_in_use)
 	cr_expect(check(STICK));
 	cr_expect_str_eq(why, "cannot tell: more than 128 block devices");
 }
+
+/* ---- which devices have disks at all (block/ links) ---- */
+
+static void block_link(const char *name, const char *target)
+{
+	char link[512];
+	mk("/block");
+	FMT(link, "%s/block/%s", root, name);
+	cr_assert_eq(symlink(target, link), 0, "%s: %s", link, strerror(errno));
+}
+
+Test(hostuse, only_usb_devices_a_disk_links_through_may_have_disks)
+{
+	block_link("sdb", "../devices/pci0000:00/0000:00:14.0/usb4/4-3/4-3:1.0/host8/target8:0:0/"
+		   "8:0:0:0/block/sdb");
+	block_link("sdc", "../devices/pci0000:00/0000:00:14.0/usb12/12-1/12-1.4/12-1.4.2/"
+		   "12-1.4.2:1.0/host9/target9:0:0/9:0:0:0/block/sdc");
+	block_link("nvme0n1", "../devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1");
+	block_link("sda", "../devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda");
+	block_link("loop0", "../devices/virtual/block/loop0");
+	struct hostuse_disks *d = hostuse_disks_read(root);
+	cr_assert_not_null(d);
+	cr_expect(hostuse_disks_may_have(d, "4-3"));
+	cr_expect(hostuse_disks_may_have(d, "12-1.4.2"), "behind two hubs");
+	cr_expect_not(hostuse_disks_may_have(d, "12-1.4"), "the hub it is behind has none");
+	cr_expect_not(hostuse_disks_may_have(d, "4-2"));
+	cr_expect_not(hostuse_disks_may_have(d, "0"), "a SATA disk names no USB device");
+	hostuse_disks_free(d);
+}
+
+Test(hostuse, no_block_dir_means_no_disks_but_an_unreadable_one_means_ask_every_device)
+{
+	struct hostuse_disks *d = hostuse_disks_read(root);
+	cr_assert_not_null(d, "a sysfs without block/ has no disks");
+	cr_expect_not(hostuse_disks_may_have(d, "4-3"));
+	hostuse_disks_free(d);
+	char file[256];
+	FMT(file, "%s/block", root);
+	FILE *f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	d = hostuse_disks_read(root);
+	cr_expect_null(d, "block/ that is not a directory: cannot tell");
+	cr_expect(hostuse_disks_may_have(d, "4-3"), "then every device is asked");
+}
