@@ -9,9 +9,15 @@ BENCH_CFLAGS ?= -O2 -DNDEBUG
 .PHONY: bench
 bench:
 	@$(MAKE) --no-print-directory BUILD=$(BENCH_BUILD) CFLAGS="$(BENCH_CFLAGS)" \
-		$(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor $(BENCH_BUILD)/bench/timeit
+		$(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor $(BENCH_BUILD)/bench/timeit \
+		$(BENCH_BUILD)/bench/treeread
 	@tests/bench/bench.sh $(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor \
 		$(BENCH_BUILD)/bench/timeit $(BENCH_RUNS)
+
+# The tree reader links the library (it times usbtree_read_at).
+$(BUILD)/bench/treeread: tests/bench/treeread.c $(BUILD)/libusbsync.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
 
 # The floor client and the timer: plain C, the project's flags.
 $(BUILD)/bench/%: tests/bench/%.c

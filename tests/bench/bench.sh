@@ -10,6 +10,7 @@ set -u
 BIN=$(realpath "$1")
 FLOOR=$(realpath "$2")
 TIMEIT=$(realpath "$3")
+TREEREAD=$(dirname "$TIMEIT")/treeread
 RUNS=${4:-30}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 PEEK=$TOP/tests/qmp-peek
@@ -83,6 +84,14 @@ row() {
 		"$qmp" "$sqlite" "$5")")
 }
 median_of() { read -r _ med _ < "$1"; echo "$med"; }
+# tree_row CASE FILE NOTE: treeread's "devices median min", in-process
+tree_row() {
+	local n med min
+	read -r n med min < "$2" || die "$1: no result"
+	# shellcheck disable=SC2059
+	ROWS+=("$(printf "$FORMAT" "$1" "$RUNS" "$med" "$min" - - 0 "$med" - - \
+		"usbtree_read in one process, $n devices: $3")")
+}
 
 # ---- 1 VM, the blog hub tree: floor, event-noop, event-attach, full-noop ----
 
@@ -156,8 +165,15 @@ bench_sweeps() {
 		use "$ROOT/sweep$k"
 		umockdev-run -d "$ROOT/sweep$k.umockdev" -- bash "$ROOT/sweep$k.sh"
 	done
+	# The host tree alone, read RUNS times in one process: through
+	# umockdev's preload, and as plain files without it.
+	umockdev-run -d "$ROOT/sweep$SWEEP_MAX.umockdev" -- sh -c \
+		"'$TREEREAD' /sys $RUNS > '$ROOT/tree.pre'; env -u LD_PRELOAD '$TREEREAD' \"\$UMOCKDEV_DIR/sys\" $RUNS > '$ROOT/tree.native'" ||
+		die "treeread failed"
 	row sweep-10vm "$d10/sweep.res" "$d10/sweep.out" "" \
 		"$(ratio "$(median_of "$d10/sweep.res")" "$NOOP_MS") x event-noop, 60 USB entries"
+	tree_row tree-300 "$ROOT/tree.pre" "umockdev's preload, as in every row above"
+	tree_row tree-300-raw "$ROOT/tree.native" "the same files without the preload"
 	row sweep-50vm "$d50/sweep.res" "$d50/sweep.out" "" \
 		"$(ratio "$(median_of "$d50/sweep.res")" "$NOOP_MS") x event-noop, $(ratio \
 		"$(median_of "$d50/sweep.res")" "$(median_of "$d10/sweep.res")") x sweep-10vm, 300 USB entries"
