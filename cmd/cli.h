@@ -69,6 +69,10 @@ struct item_result {
 	bool ok;
 	unsigned guest_port;  /* where an add landed (may differ from plan) */
 	char error[ERR_MSG_MAX];
+	/* A device removed because it is no longer plugged in, as history last
+	 * saw it on that port of that VM; "" when unknown (run_recall). */
+	char seen_vidpid[10];
+	char seen_product[USB_STR_MAX];
 };
 
 struct vm_run {
@@ -129,6 +133,12 @@ struct trigger {
 	const char *devpath;  /* udev DEVPATH, validated, or NULL */
 };
 void run_record(const struct run *r, const struct trigger *t, bool dry_run, int exit_code);
+
+/* Name each device removed because it is no longer plugged in (so sysfs
+ * cannot) as history last saw it, in its item_result.  Opens the history
+ * read-only, and only when there is such a device; without a history it
+ * leaves them unnamed.  Call after run_execute, before output. */
+void run_recall(struct run *r);
 
 const char *vm_state_name(enum vm_state s);
 

@@ -176,8 +176,10 @@ static void json_item(FILE *f, const struct run *r, const struct vm_run *v, size
 	json_kv_str(f, "op", it->op == OP_NONE ? NULL : plan_op_name(it->op), true);
 	json_kv_str(f, "port", it->has_port ? port_format(&it->port, port, sizeof port) : NULL, true);
 	json_kv_str(f, "id", it->id, true);
-	json_kv_str(f, "vidpid", it->dev ? out_vidpid(it->dev, vp) : NULL, true);
-	json_kv_str(f, "product", it->dev ? it->dev->product : NULL, true);
+	json_kv_str(f, "vidpid", it->dev ? out_vidpid(it->dev, vp)
+				 : res->seen_vidpid[0] ? res->seen_vidpid : NULL, true);
+	json_kv_str(f, "product", it->dev ? it->dev->product
+				  : res->seen_vidpid[0] ? res->seen_product : NULL, true);
 	json_kv_str(f, "manufacturer", it->dev ? it->dev->manufacturer : NULL, true);
 	json_kv_str(f, "bus", it->op == OP_ADD ? it->bus : NULL, true);
 	if (it->op == OP_ADD)

@@ -83,8 +83,8 @@ static void row(struct table *t, const struct run *r, const struct vm_run *v, si
 		snprintf(result, sizeof result, "%s", what);
 	table_row(t, r->cfg.vms[v->vm].vm, it->op == OP_NONE ? "" : plan_op_name(it->op),
 		  it->has_port ? port_format(&it->port, port, sizeof port) : "",
-		  out_escape(it->id), out_vidpid(it->dev, vp),
-		  it->dev ? out_escape(it->dev->product) : "", where, result);
+		  out_escape(it->id), it->dev ? out_vidpid(it->dev, vp) : out_escape(res->seen_vidpid),
+		  out_escape(it->dev ? it->dev->product : res->seen_product), where, result);
 }
 
 static void print_human(const struct run *r, bool dry_run)
@@ -162,6 +162,7 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	if (!run_execute(&r, vms, nvms))
 		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
 	int rc = run_exit_code(&r, o->check);
+	run_recall(&r);
 	if (o->json)
 		out_run_json(stdout, &r, dry_run, rc);
 	else

@@ -515,18 +515,17 @@ int run_exit_code(const struct run *r, bool check)
 struct ev_text {
 	char port[PORT_STR_MAX];
 	char vidpid[10];
-	char product[USB_STR_MAX];
 };
 
 struct events {
-	struct store *db;       /* for what a removed device was; may be NULL */
+	struct store *db;
 	struct store_event *ev;
 	struct ev_text *text;   /* scratch strings, one per event */
 	size_t n, cap;
 };
 
-/* The arrays are sized once (see run_record): events point into text, so
- * text must never move. */
+/* The arrays are sized once (see record_events): events point into text,
+ * so text must never move. */
 static struct store_event *add_event(struct events *x)
 {
 	if (x->n == x->cap)
@@ -537,8 +536,7 @@ static struct store_event *add_event(struct events *x)
 
 struct last_seen {
 	const char *port;
-	struct ev_text *t;
-	bool found;
+	struct item_result *res;
 };
 
 static bool take_last_seen(const struct store_row *row, void *arg)
@@ -547,23 +545,33 @@ static bool take_last_seen(const struct store_row *row, void *arg)
 
 	if (!row->port || strcmp(row->port, ls->port) != 0 || !row->vidpid)
 		return true;
-	snprintf(ls->t->vidpid, sizeof ls->t->vidpid, "%s", row->vidpid);
-	snprintf(ls->t->product, sizeof ls->t->product, "%s", row->product ? row->product : "");
-	ls->found = true;
+	snprintf(ls->res->seen_vidpid, sizeof ls->res->seen_vidpid, "%s", row->vidpid);
+	snprintf(ls->res->seen_product, sizeof ls->res->seen_product, "%s",
+		 row->product ? row->product : "");
 	return false;
 }
 
-/* A device removed because it was unplugged is no longer in sysfs: name
- * it as history last saw it on that port of that VM. */
-static void recall_device(struct events *x, struct store_event *ev, struct ev_text *t)
+void run_recall(struct run *r)
 {
-	struct last_seen ls = { .port = ev->port, .t = t };
-	struct store_query q = { .vm = ev->vm, .port = ev->port, .limit = 50 };
+	struct store *db = NULL;
+	struct err e = { 0 };
 
-	if (!x->db || !ev->port || !store_history(x->db, &q, take_last_seen, &ls, NULL) || !ls.found)
-		return;
-	ev->vidpid = t->vidpid;
-	ev->product = t->product;
+	for (size_t k = 0; k < r->nvms; k++) {
+		struct vm_run *v = &r->vms[k];
+		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
+			const struct plan_item *it = &v->plan.items[i];
+			char port[PORT_STR_MAX];
+			if (it->op != OP_DEL || it->dev || !it->has_port)
+				continue;
+			if (!db && !(db = store_open_readonly(r->g->db, &e)))
+				return; /* no history yet: nothing to recall */
+			struct last_seen ls = { .port = port_format(&it->port, port, sizeof port),
+						.res = &v->res[i] };
+			struct store_query q = { .vm = vm_name(r, v), .port = port, .limit = 50 };
+			store_history(db, &q, take_last_seen, &ls, NULL);
+		}
+	}
+	store_close(db);
 }
 
 static bool item_event(struct events *x, const char *vm, const struct plan_item *it,
@@ -582,8 +590,9 @@ static bool item_event(struct events *x, const char *vm, const struct plan_item 
 		snprintf(t->vidpid, sizeof t->vidpid, "%04x:%04x", it->dev->vid, it->dev->pid);
 		ev->vidpid = t->vidpid;
 		ev->product = it->dev->product;
-	} else {
-		recall_device(x, ev, t);
+	} else if (res->seen_vidpid[0]) {
+		ev->vidpid = res->seen_vidpid;
+		ev->product = res->seen_product;
 	}
 	if (it->op == OP_NONE)
 		ev->result = "failed", ev->error = it->why;

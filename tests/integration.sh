@@ -147,6 +147,10 @@ test_unplugged_device_is_removed_on_next_run() {
 	expect_rc 0
 	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.4" "after unplug"
 	expect_in "$OUT" "device unplugged" "reason"
+	# sysfs no longer knows it: named as history last saw it on that port
+	expect_in "$OUT" "0781:5567  Cruzer Blade" "names the unplugged device"
+	expect_eq "$(history_json | grep -o '"op":"del"[^}]*"vidpid":"0781:5567"' | wc -l)" "1" \
+		"history names it too"
 }
 
 test_unplugging_a_whole_hub_removes_everything_behind_it() {
