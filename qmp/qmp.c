@@ -1977,6 +1977,11 @@ static bool model_devices(const struct rd *rd, struct vm_actual *out, struct err
 		snprintf(b->ctrl, sizeof b->ctrl, "%s", c->id);
 		b->kind = c->kind;
 		b->nports = port_count(c, rd->known & ACTUAL_PORTS);
+		b->usb2_ports = b->usb3_ports = b->nports;
+		if (c->kind == HC_XHCI) {
+			b->usb2_ports = c->p2 < b->nports ? c->p2 : b->nports;
+			b->usb3_ports = c->p3 < b->nports ? c->p3 : b->nports;
+		}
 	}
 	for (size_t i = 0; i < rd->ndevs; i++) {
 		struct guest_dev *d = &out->devs[out->ndevs++];

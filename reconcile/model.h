@@ -60,6 +60,10 @@ struct guest_bus {
 	char ctrl[QOM_NAME_MAX];  /* controller id, "xhci" */
 	enum hc_kind kind;
 	unsigned nports;          /* top-level ports 1..nports */
+	/* Which of them take which speeds.  xHCI: 1..usb2_ports take low, full
+	 * and high speed, 1..usb3_ports SuperSpeed (its p2 and p3: QEMU numbers
+	 * both sets from 1).  Other kinds: both are nports. */
+	unsigned usb2_ports, usb3_ports;
 	bool used[GUEST_PORT_MAX]; /* used[n]: top-level port n is taken */
 };
 

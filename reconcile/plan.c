@@ -190,6 +190,24 @@ unsigned plan_free_port(const struct guest_bus *bus, unsigned below)
 	return 0;
 }
 
+/* The ports 1..n of bus that take a device of speed s: a device QEMU
+ * attaches to a port without its speed fails ("speed mismatch").  xHCI
+ * ports 1..p2 are USB 2, 1..p3 SuperSpeed; a SuperSpeed device also works
+ * on a USB 2 port (QEMU's usb-host falls back to high speed when its
+ * endpoints allow), which is the `compat` choice, ranked one lower. */
+static unsigned speed_ports(const struct guest_bus *bus, enum usb_speed s, bool compat)
+{
+	unsigned n;
+
+	if (bus->kind != HC_XHCI)
+		n = compat ? 0 : bus->nports;
+	else if (s >= SPEED_SUPER)
+		n = compat ? bus->usb2_ports : bus->usb3_ports;
+	else
+		n = compat ? 0 : bus->usb2_ports;
+	return n < bus->nports ? n : bus->nports;
+}
+
 /* Pick bus and port for dev; false with it->why set when there is none. */
 static bool place(struct ctx *c, const struct usbdev *dev, struct plan_item *it)
 {
@@ -199,8 +217,14 @@ static bool place(struct ctx *c, const struct usbdev *dev, struct plan_item *it)
 
 	for (size_t b = 0; b < c->actual->nbuses; b++) {
 		int r = bus_rank(c->buses[b].kind, dev->speed);
-		unsigned port = plan_free_port(&c->buses[b], GUEST_PORT_MAX);
-		any |= r >= 0 && c->buses[b].nports > 0;
+		unsigned port = 0;
+		for (int compat = 0; r >= 0 && !port && compat < 2; compat++) {
+			unsigned n = speed_ports(&c->buses[b], dev->speed, compat);
+			if (n && (port = plan_free_port(&c->buses[b], n + 1)))
+				r += compat;
+		}
+		any |= r >= 0 && speed_ports(&c->buses[b], dev->speed, false) +
+				 speed_ports(&c->buses[b], dev->speed, true) > 0;
 		if (r < 0 || !port || (best >= 0 && r >= best_rank))
 			continue;
 		best = (int)b, best_rank = r, best_port = port;

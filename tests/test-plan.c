@@ -71,7 +71,16 @@ static struct guest_bus *bus(const char *name, enum hc_kind kind, unsigned nport
 	memset(b, 0, sizeof *b);
 	snprintf(b->name, sizeof b->name, "%s", name);
 	b->kind = kind;
-	b->nports = nports;
+	b->nports = b->usb2_ports = b->usb3_ports = nports;
+	return b;
+}
+
+/* An xHCI bus with p2 USB 2 and p3 SuperSpeed ports (QEMU: max of both). */
+static struct guest_bus *xhci(const char *name, unsigned p2, unsigned p3)
+{
+	struct guest_bus *b = bus(name, HC_XHCI, p2 > p3 ? p2 : p3);
+	b->usb2_ports = p2;
+	b->usb3_ports = p3;
 	return b;
 }
 
@@ -143,6 +152,42 @@ Test(plan, fresh_vm_gets_every_device_behind_the_hubs_from_the_top_port_down)
 	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:4; add usbhost3-4.1.2@xhci.0:3; "
 				    "add usbhost3-4.1.4@xhci.0:2; add usbhost3-4.4@xhci.0:1");
 	cr_expect_eq(plan_changes(&F.plan), 4);
+}
+
+Test(plan, slow_devices_never_go_to_superspeed_only_ports)
+{
+	host("3-4.1 046d:c52b 00 12");
+	host("3-4.2 04d9:0169 00 1.5");
+	host("3-4.3 0781:5567 00 480");
+	host("3-4.5 0bda:0129 00 ?");    /* speed unknown: treated as USB 2 */
+	vm("100", "port 3-4\n");
+	xhci("xhci.0", 4, 8);            /* ports 5..8 are SuperSpeed only */
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1@xhci.0:4; add usbhost3-4.2@xhci.0:3; "
+				    "add usbhost3-4.3@xhci.0:2; add usbhost3-4.5@xhci.0:1");
+}
+
+Test(plan, superspeed_devices_take_superspeed_ports_then_usb2_ones)
+{
+	host("3-4.1 0951:1666 00 5000");
+	host("3-4.2 2109:0817 00 5000");
+	host("3-4.3 0bda:9210 00 10000");
+	vm("100", "port 3-4\n");
+	xhci("xhci.0", 8, 2);            /* ports 3..8 are USB 2 only */
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1@xhci.0:2; add usbhost3-4.2@xhci.0:1; "
+				    "add usbhost3-4.3@xhci.0:8");
+}
+
+Test(plan, a_superspeed_only_controller_takes_no_usb2_device)
+{
+	host("3-4.1 046d:c52b 00 12");
+	host("3-4.2 0951:1666 00 5000");
+	vm("100", "port 3-4\n");
+	xhci("xhci.0", 0, 4);
+	bus("uhci.0", HC_UHCI, 2);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1@uhci.0:2; add usbhost3-4.2@xhci.0:4");
 }
 
 Test(plan, in_sync_vm_changes_nothing)

@@ -1069,6 +1069,8 @@ Test(qmp, read_skips_ids_unfit_for_paths)
 	cr_assert_eq(a.nbuses, 1u);
 	cr_expect_str_eq(a.buses[0].name, "ok-1.x_2.0");
 	cr_expect_eq(a.buses[0].nports, 8u);
+	cr_expect_eq(a.buses[0].usb2_ports, 8u, "p2: ports 1..8 take USB 2 speeds");
+	cr_expect_eq(a.buses[0].usb3_ports, 2u, "p3: ports 1..2 take SuperSpeed");
 	qmp_actual_clear(&a);
 }
 
