@@ -3,8 +3,10 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/text.h"
 #include "qmp/json.h"
 #include "reconcile/port.h"
@@ -29,14 +31,11 @@ void table_row(struct table *t, ...)
 
 	if (!t)
 		return;
-	if (t->nrows == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 16;
-		char **n = realloc(t->cells, cap * t->ncols * sizeof *n);
-		if (!n)
-			return; /* a row lost to OOM is better than a crash */
-		t->cells = n;
-		t->cap = cap;
-	}
+	char **n = grow(t->cells, &t->cap, t->nrows + 1, t->ncols * sizeof *n, SIZE_MAX);
+
+	if (!n)
+		return; /* a row lost to OOM is better than a crash */
+	t->cells = n;
 	va_start(ap, t);
 	for (size_t c = 0; c < t->ncols; c++) {
 		const char *s = va_arg(ap, const char *);

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "qmp/json.h"
 #include "reconcile/port.h"
 
@@ -254,24 +255,6 @@ static void qmp_error(const struct json *j, int err, const char *label, struct e
 
 /* ---- queueing commands ---- */
 
-static bool grow(void **p, size_t *cap, size_t need, size_t size, size_t max)
-{
-	size_t n = *cap ? *cap : 4;
-	void *np;
-
-	if (need <= *cap)
-		return true;
-	while (n < need)
-		n *= 2;
-	if (n > max)
-		n = max;
-	if (n < need || !(np = realloc(*p, n * size)))
-		return false;
-	*p = np;
-	*cap = n;
-	return true;
-}
-
 static int format_cmd(char *at, size_t room, const struct call *c, unsigned id)
 {
 	if (c->args)
@@ -287,8 +270,11 @@ static bool append_cmd(struct qmp *q, const struct call *c, unsigned id)
 
 	if (q->outoff == q->outlen)
 		q->outoff = q->outlen = 0;
-	if (n < 0 || !grow((void **)&q->out, &q->outcap, q->outlen + (size_t)n + 1, 1, OUT_MAX))
+	char *out = n < 0 ? NULL : grow(q->out, &q->outcap, q->outlen + (size_t)n + 1, 1, OUT_MAX);
+
+	if (!out)
 		return false;
+	q->out = out;
 	format_cmd(q->out + q->outlen, q->outcap - q->outlen, c, id);
 	q->outlen += (size_t)n;
 	return true;
@@ -309,8 +295,9 @@ static bool queue(struct qmp *q, const struct call *c, const char *what)
 	}
 	if (q->head == q->npend)
 		q->head = q->npend = 0;
-	if (!grow((void **)&q->pend, &q->pendcap, q->npend + 1, sizeof *q->pend, PENDING_MAX) ||
-	    !append_cmd(q, c, id)) {
+	if ((p = grow(q->pend, &q->pendcap, q->npend + 1, sizeof *q->pend, PENDING_MAX)))
+		q->pend = p;
+	if (!p || !append_cmd(q, c, id)) {
 		err_set(&e, ERR_NOMEM, "%s %s: too many commands queued", c->exec, what);
 		if (c->res)
 			result_set(c->res, false, &e);
@@ -927,7 +914,7 @@ struct ctl {               /* a USB controller with an id */
 	bool gone;         /* qom-list of its bus said DeviceNotFound */
 	unsigned p2, p3, nports;
 	struct kid *kids;  /* QOM fallback: its bus's children */
-	size_t nkids;
+	size_t nkids, capkids;
 };
 
 enum qtree_state { QT_NONE, QT_ASKED, QT_OK, QT_BAD };
@@ -1072,10 +1059,13 @@ static struct guest_dev *add_dev(struct guest_dev **devs, size_t *n, size_t *cap
 		err_set(e, ERR_PROTOCOL, "more than %d USB devices", DEVS_MAX);
 		return NULL;
 	}
-	if (!grow((void **)devs, cap, *n + 1, sizeof **devs, DEVS_MAX)) {
+	struct guest_dev *d = grow(*devs, cap, *n + 1, sizeof **devs, DEVS_MAX);
+
+	if (!d) {
 		err_set(e, ERR_NOMEM, "out of memory");
 		return NULL;
 	}
+	*devs = d;
 	memset(&(*devs)[*n], 0, sizeof **devs);
 	return &(*devs)[(*n)++];
 }
@@ -1565,8 +1555,7 @@ static bool add_kid(struct ctl *c, unsigned n, const char *type, struct err *e)
 	if (c->nkids == DEVS_PER_BUS_MAX)
 		return err_set(e, ERR_PROTOCOL, "more than %d devices on bus %s.0",
 			       DEVS_PER_BUS_MAX, c->id);
-	k = realloc(c->kids, (c->nkids + 1) * sizeof *k);
-	if (!k)
+	if (!(k = grow(c->kids, &c->capkids, c->nkids + 1, sizeof *k, DEVS_PER_BUS_MAX)))
 		return err_set(e, ERR_NOMEM, "out of memory");
 	c->kids = k;
 	/* keep them sorted by N: qom-list comes in hash-table order */

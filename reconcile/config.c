@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/text.h"
 #include "reconcile/port.h"
 
@@ -117,14 +118,11 @@ static bool push_rule(struct vm_config *vm, const struct rule *r,
 {
 	if (vm->nrules == CONFIG_RULES_MAX)
 		return err_set(e, ERR_CONFIG, "%s: more than %d rules", where, CONFIG_RULES_MAX);
-	/* Grow by doubling; nrules is a power of two when the array is full. */
-	if ((vm->nrules & (vm->nrules - 1)) == 0) {
-		size_t cap = vm->nrules ? vm->nrules * 2 : 4;
-		struct rule *n = realloc(vm->rules, cap * sizeof *n);
-		if (!n)
-			return err_set(e, ERR_NOMEM, "%s: out of memory", where);
-		vm->rules = n;
-	}
+	struct rule *n = grow(vm->rules, &vm->rules_cap, vm->nrules + 1, sizeof *n,
+			      CONFIG_RULES_MAX);
+	if (!n)
+		return err_set(e, ERR_NOMEM, "%s: out of memory", where);
+	vm->rules = n;
 	vm->rules[vm->nrules++] = *r;
 	return true;
 }
@@ -166,7 +164,7 @@ bool config_parse(const char *text, size_t len, const char *path,
 		if (!parse_line(text + pos, end - pos, ++lineno, path, vm, e)) {
 			free(vm->rules);
 			vm->rules = NULL;
-			vm->nrules = 0;
+			vm->nrules = vm->rules_cap = 0;
 			return false;
 		}
 		pos = end + 1;
@@ -257,17 +255,13 @@ static int vm_order(const void *a, const void *b)
 			  ((const struct vm_config *)b)->vm);
 }
 
-static struct vm_config *grow(struct config *c)
+static struct vm_config *new_vm(struct config *c)
 {
-	if (c->nvms == CONFIG_VMS_MAX)
+	struct vm_config *n = grow(c->vms, &c->vms_cap, c->nvms + 1, sizeof *n, CONFIG_VMS_MAX);
+
+	if (!n)
 		return NULL;
-	if ((c->nvms & (c->nvms - 1)) == 0) {
-		size_t cap = c->nvms ? c->nvms * 2 : 8;
-		struct vm_config *n = realloc(c->vms, cap * sizeof *n);
-		if (!n)
-			return NULL;
-		c->vms = n;
-	}
+	c->vms = n;
 	struct vm_config *vm = &c->vms[c->nvms++];
 	memset(vm, 0, sizeof *vm);
 	return vm;
@@ -298,7 +292,7 @@ bool config_load_dir(const char *dir, struct config *out, struct err *e)
 	while (ok && (de = readdir(d))) {
 		if (!has_suffix(de->d_name, CONFIG_SUFFIX) || de->d_name[0] == '.')
 			continue;
-		struct vm_config *vm = grow(out);
+		struct vm_config *vm = new_vm(out);
 		if (!vm)
 			ok = err_set(e, ERR_CONFIG, "config dir %s: more than %d VM files or out of memory",
 				     dir, CONFIG_VMS_MAX);
@@ -330,7 +324,7 @@ long config_add_vm(struct config *c, const char *name)
 		return i;
 	if (!config_vm_name_valid(name))
 		return -1;
-	struct vm_config *vm = grow(c);
+	struct vm_config *vm = new_vm(c);
 	if (!vm)
 		return -1;
 	snprintf(vm->vm, sizeof vm->vm, "%s", name);

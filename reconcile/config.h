@@ -45,12 +45,12 @@ struct vm_config {
 	bool ok;                /* false: err says why (naming its file); leave this VM alone */
 	struct err err;
 	struct rule *rules;     /* owned */
-	size_t nrules;
+	size_t nrules, rules_cap;
 };
 
 struct config {
 	struct vm_config *vms;  /* owned, sorted by VM name (natural order) */
-	size_t nvms;
+	size_t nvms, vms_cap;
 };
 
 /* True if `name` is a valid VM name. */

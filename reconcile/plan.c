@@ -2,8 +2,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "reconcile/port.h"
 
 /* ---- claims ----------------------------------------------------------- */
@@ -47,14 +49,11 @@ struct ctx {
 
 static struct plan_item *new_item(struct ctx *c, enum item_state st, enum item_op op)
 {
-	if (c->out->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 8;
-		struct plan_item *n = realloc(c->out->items, cap * sizeof *n);
-		if (!n)
-			return NULL;
-		c->out->items = n;
-		c->cap = cap;
-	}
+	struct plan_item *n = grow(c->out->items, &c->cap, c->out->n + 1, sizeof *n, SIZE_MAX);
+
+	if (!n)
+		return NULL;
+	c->out->items = n;
 	struct plan_item *it = &c->out->items[c->out->n++];
 	memset(it, 0, sizeof *it);
 	it->state = st;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "reconcile/hostuse.h"
 #include "reconcile/port.h"
 
@@ -167,15 +168,11 @@ static int dev_order(const void *a, const void *b)
 
 static bool push(struct usbtree *t, const struct usbdev *d)
 {
-	if (t->n == USBTREE_DEVS_MAX)
+	struct usbdev *n = grow(t->devs, &t->cap, t->n + 1, sizeof *n, USBTREE_DEVS_MAX);
+
+	if (!n)
 		return false;
-	if ((t->n & (t->n - 1)) == 0) {
-		size_t cap = t->n ? t->n * 2 : 16;
-		struct usbdev *n = realloc(t->devs, cap * sizeof *n);
-		if (!n)
-			return false;
-		t->devs = n;
-	}
+	t->devs = n;
 	t->devs[t->n++] = *d;
 	return true;
 }

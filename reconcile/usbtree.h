@@ -23,7 +23,7 @@
 
 struct usbtree {
 	struct usbdev *devs; /* owned, sorted by port_cmp */
-	size_t n;
+	size_t n, cap;
 	unsigned skipped;    /* devices whose sysfs entry was unusable */
 };
 
