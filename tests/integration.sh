@@ -9,6 +9,8 @@ set -u
 BIN=$(realpath "$1")
 PATTERN=${2:-}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tests/lib.sh
+. "$TOP/tests/lib.sh"
 PEEK=$TOP/tests/qmp-peek
 DRIVER=$(dirname "$BIN")/tests/umockdev-driver
 TREES=$TOP/tests/trees
@@ -35,10 +37,7 @@ setup() {
 # vm_start NAME [qemu -device args...]; default: one qemu-xhci with id xhci
 vm_start() {
 	local name=$1; shift
-	[ $# -gt 0 ] || set -- -device qemu-xhci,id=xhci
-	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 "$@" \
-		-qmp "unix:$T/qmp/$name.qmp,server=on,wait=off" \
-		-daemonize -pidfile "$T/$name.pid" >/dev/null 3>&- || fail "qemu $name did not start"
+	qemu_paused "$T/qmp/$name.qmp" "$T/$name.pid" "$@" || fail "qemu $name did not start"
 	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
 }
 
@@ -65,9 +64,7 @@ us() {
 vm_proxied() {
 	local name=$1; shift
 	mkdir -p "$T/real"
-	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 -device qemu-xhci,id=xhci \
-		-qmp "unix:$T/real/$name.qmp,server=on,wait=off" \
-		-daemonize -pidfile "$T/$name.pid" >/dev/null 3>&- || fail "qemu $name did not start"
+	qemu_paused "$T/real/$name.qmp" "$T/$name.pid" || fail "qemu $name did not start"
 	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
 	"$TOP/tests/qmp-proxy" "$T/qmp/$name.qmp" "$T/real/$name.qmp" "$@" > "$T/proxy.$name" 2>&1 3>&- &
 	PROXY_PID=$!

@@ -13,6 +13,8 @@ TIMEIT=$(realpath "$3")
 TREEREAD=$(dirname "$TIMEIT")/treeread
 RUNS=${4:-30}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/lib.sh
+. "$TOP/tests/lib.sh"
 PEEK=$TOP/tests/qmp-peek
 MKTREE=$TOP/tests/bench/mktree
 BLOG=$TOP/tests/trees/blog.umockdev
@@ -22,8 +24,6 @@ DEVPATH_BLOG=/devices/pci0000:00/0000:00:14.0/usb3/3-4
 SWEEP_MAX=50
 
 die() { echo "bench: $*" >&2; exit 1; }
-
-is_qemu() { case $(cat "/proc/$1/comm" 2>/dev/null) in qemu-system*) return 0 ;; esac; return 1; }
 
 # Every QEMU started here, by pid: SIGTERM, then SIGKILL what is still a
 # QEMU after 5 s (a pid that exited may already be someone else's).
@@ -42,10 +42,7 @@ trap 'exit 130' INT TERM
 # vm_start DIR NAME [-device args...]: a paused VM whose monitor is DIR/qmp/NAME.qmp
 vm_start() {
 	local dir=$1 name=$2; shift 2
-	[ $# -gt 0 ] || set -- -device qemu-xhci,id=xhci
-	qemu-system-x86_64 -machine q35 -nodefaults -S -display none -m 32 "$@" \
-		-qmp "unix:$dir/qmp/$name.qmp,server=on,wait=off" \
-		-daemonize -pidfile "$dir/$name.pid" >/dev/null 3>&- || die "qemu $name did not start"
+	qemu_paused "$dir/qmp/$name.qmp" "$dir/$name.pid" "$@" || die "qemu $name did not start"
 	PIDS="$PIDS $(cat "$dir/$name.pid")"
 }
 
