@@ -17,9 +17,11 @@ bench:
 # The tree reader links the library (it times usbtree_read_at).
 $(BUILD)/bench/treeread: tests/bench/treeread.c $(BUILD)/libusbsync.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
 
 # The floor client and the timer: plain C, the project's flags.
 $(BUILD)/bench/%: tests/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
