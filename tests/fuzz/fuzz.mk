@@ -31,7 +31,7 @@ FUZZ_SANITIZE := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 
 # Only the parsers and what they use, built by GNUmakefile's own rule
 # with coverage for libFuzzer (fuzzer-no-link: no second main()).
-FUZZ_OBJS := $(addprefix $(FUZZ_BUILD)/,common/err.o common/text.o qmp/json.o reconcile/hostuse.o \
+FUZZ_OBJS := $(addprefix $(FUZZ_BUILD)/,common/err.o common/grow.o common/text.o qmp/json.o reconcile/hostuse.o \
 	reconcile/config.o reconcile/port.o)
 ifneq ($(BUILD),$(FUZZ_BUILD))
 fuzz-objs:
