@@ -30,9 +30,11 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 		else
 			snprintf(detail, sizeof detail, "%s%s", it->op == OP_DEL ? "would remove: " : "",
 				 out_escape(it->why));
+		const struct item_result *res = &v->res[i];
 		table_row(t, it->has_port ? port_format(&it->port, port, sizeof port) : "",
-			  plan_state_name(it->state), out_escape(it->id), out_vidpid(it->dev, vp),
-			  it->dev ? out_escape(it->dev->product) : "", detail);
+			  plan_state_name(it->state), out_escape(it->id),
+			  it->dev ? out_vidpid(it->dev, vp) : out_escape(res->seen_vidpid),
+			  out_escape(it->dev ? it->dev->product : res->seen_product), detail);
 	}
 	table_print(t, stdout, "  ");
 	table_free(t);
@@ -72,6 +74,7 @@ int cmd_status(int argc, char **argv, const struct globals *g)
 	if (!run_execute(&r, vms, nvms))
 		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
 	int rc = run_exit_code(&r, false);
+	run_recall(&r);
 	if (json) {
 		out_run_json(stdout, &r, true, rc);
 	} else {

@@ -140,6 +140,9 @@ test_unplugged_device_is_removed_on_next_run() {
 	conf 100 "3-4"
 	us reconcile; expect_rc 0
 	tree_without 3-4.1.4
+	us status
+	echo "$OUT" | grep -q "usbhost3-4.1.4 *0781:5567 *Cruzer Blade *would remove: device unplugged" ||
+		fail "status does not name the unplugged device as history saw it: $OUT"
 	us reconcile
 	expect_rc 0
 	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.4" "after unplug"
