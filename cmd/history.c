@@ -2,9 +2,12 @@
 #include "cmd/cli.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -62,6 +65,35 @@ bool cli_prune(const struct globals *g, int64_t before_ms, bool quiet)
 	else if (!quiet)
 		printf("pruned %lld run%s\n", (long long)n, n == 1 ? "" : "s");
 	return ok;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t n);
+
+static void print_last_run(int64_t ms)
+{
+	char when[32];
+
+	if (ms) {
+		fmt_time(ms, when, sizeof when);
+		printf("last run: %s\n", when);
+	}
+}
+
+/* Runs that record nothing never create the database, so a missing one
+ * in an existing directory is a history with no rows yet.  (A missing
+ * directory is more likely a wrong --db: that stays an error.) */
+static bool no_history_yet(const char *db)
+{
+	const char *slash = strrchr(db, '/');
+	char dir[PATH_MAX];
+	struct stat st;
+
+	if (stat(db, &st) == 0 || errno != ENOENT)
+		return false;
+	if (!slash)
+		return true;
+	snprintf(dir, sizeof dir, "%.*s", (int)(slash - db), db);
+	return stat(slash == db ? "/" : dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static bool valid_vidpid(const char *s)
@@ -204,6 +236,12 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 		return cli_prune(g, prune, false) ? EXIT_OK : EXIT_FAILED;
 
 	struct err e = { 0 };
+	if (no_history_yet(g->db)) {
+		printf(pc.json ? "[]\n" : "no history rows match\n");
+		if (!pc.json)
+			print_last_run(store_stamp_get(g->db, STAMP_RUN));
+		return EXIT_OK;
+	}
 	struct store *s = store_open_readonly(g->db, &e);
 	if (!s) {
 		fprintf(stderr, "usbsync: history: %s\n", out_escape(e.msg));
@@ -221,11 +259,8 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 	else if (ok)
 		printf("no history rows match\n");
 	int64_t last = 0;
-	if (ok && !pc.json && store_last_run(s, &last, NULL) && last) {
-		char when[32];
-		fmt_time(last, when, sizeof when);
-		printf("last run: %s\n", when);
-	}
+	if (ok && !pc.json && store_last_run(s, &last, NULL))
+		print_last_run(last);
 	table_free(pc.t);
 	store_close(s);
 	if (!ok)

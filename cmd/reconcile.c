@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "reconcile/port.h"
+#include "store/store.h"
 
 static bool valid_action(const char *a)
 {
@@ -117,6 +118,22 @@ static void print_human(const struct run *r, bool dry_run)
 }
 
 /* One line on stderr: what the run cost, for people and for `make bench`. */
+/* The timer passes --prune-older-than every minute; once an hour is
+ * plenty, and between times a run with nothing to record never opens the
+ * database.  (`history --prune-older-than` prunes at once.) */
+#define PRUNE_EVERY_MS (60 * 60 * 1000)
+
+static void prune_now_and_then(const struct globals *g, int64_t before_ms)
+{
+	int64_t now = cli_now_ms(), last = store_stamp_get(g->db, STAMP_PRUNE);
+	struct err e = { 0 };
+
+	if (last && last <= now && now - last < PRUNE_EVERY_MS)
+		return;
+	if (cli_prune(g, before_ms, true) && !store_stamp_set(g->db, STAMP_PRUNE, now, &e))
+		fprintf(stderr, "usbsync: warning: history: %s\n", out_escape(e.msg));
+}
+
 static void print_stats(const struct run *r, double ms_total, double ms_sqlite, bool json)
 {
 	const struct run_stats *s = &r->stats;
@@ -174,7 +191,7 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	}
 	cli_unlock(held);
 	if (o->prune_before_ms)
-		cli_prune(g, o->prune_before_ms, true);
+		prune_now_and_then(g, o->prune_before_ms);
 	if (o->stats)
 		print_stats(&r, run_clock_ms() - t0, ms_sqlite, o->json);
 	run_clear(&r);

@@ -689,6 +689,6 @@ void run_record(const struct run *r, const struct trigger *trig, bool dry_run, i
 		any = vm_recorded(&r->vms[i]);
 	if (any)
 		record_events(r, trig, dry_run, exit_code, t);
-	if (!store_note_run(r->g->db, t, &e))
+	if (!store_stamp_set(r->g->db, STAMP_RUN, t, &e))
 		fprintf(stderr, "usbsync: warning: history: %s\n", e.msg);
 }

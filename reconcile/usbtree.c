@@ -204,17 +204,16 @@ static bool read_one(int dirfd, const char *name, struct usbtree *t,
 	return ok;
 }
 
-bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
+bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct usbtree *out,
+		     struct err *e)
 {
 	char dir[PATH_MAX];
-	struct hostuse_paths hp;
 	struct hostuse_disks *disks;
 	struct dirent *de;
 	DIR *d;
 	bool ok = true;
 
 	memset(out, 0, sizeof *out);
-	hostuse_paths_default(&hp);
 	if (snprintf(dir, sizeof dir, "%s%s", sysfs, USB_DEVICES_DIR) >= (int)sizeof dir)
 		return err_set(e, ERR_IO, "sysfs path '%.64s...' too long", sysfs);
 	if (!(d = opendir(dir))) {
@@ -236,7 +235,7 @@ bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
 		struct port p;
 		if (!port_parse(de->d_name, &p))
 			continue;
-		if (!read_one(dirfd(d), de->d_name, out, &hp, disks))
+		if (!read_one(dirfd(d), de->d_name, out, hp, disks))
 			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
 				     USBTREE_DEVS_MAX);
 	}
@@ -251,7 +250,10 @@ bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e)
 
 bool usbtree_read(struct usbtree *out, struct err *e)
 {
-	return usbtree_read_at("/sys", out, e);
+	struct hostuse_paths hp;
+
+	hostuse_paths_default(&hp);
+	return usbtree_read_at("/sys", &hp, out, e);
 }
 
 void usbtree_clear(struct usbtree *t)

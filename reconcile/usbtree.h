@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
+#include "reconcile/hostuse.h"
 #include "reconcile/model.h"
 
 #define USBTREE_DEVS_MAX 4096
@@ -34,8 +35,11 @@ struct usbtree {
  * the caller (free with usbtree_clear); on failure it is empty. */
 bool usbtree_read(struct usbtree *out, struct err *e);
 
-/* The same below another sysfs root than "/sys" (tests build one). */
-bool usbtree_read_at(const char *sysfs, struct usbtree *out, struct err *e);
+/* The same below another sysfs root than "/sys" (tests and the bench
+ * build one), asking about disks through `hp` (hostuse.h) so that a fake
+ * tree is never checked against the real /dev. */
+bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct usbtree *out,
+		     struct err *e);
 
 void usbtree_clear(struct usbtree *t);
 

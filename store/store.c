@@ -426,15 +426,18 @@ bool store_record_run(struct store *s, const struct store_run *run,
 	return true;
 }
 
-/* The stamp beside the database: "<path>-last-run". */
-static bool stamp_path(const char *path, char *out, size_t n, struct err *e)
+/* The stamp's file name beside the database. */
+static bool stamp_path(const char *path, enum store_stamp which, char *out, size_t n,
+		       struct err *e)
 {
-	if (snprintf(out, n, "%s-last-run", path) < (int)n)
+	const char *suffix = which == STAMP_PRUNE ? "-last-prune" : "-last-run";
+
+	if (snprintf(out, n, "%s%s", path, suffix) < (int)n)
 		return true;
 	return err_set(e, ERR_DB, "%.64s...: path too long", path);
 }
 
-bool store_note_run(const char *path, int64_t time_ms, struct err *e)
+bool store_stamp_set(const char *path, enum store_stamp which, int64_t time_ms, struct err *e)
 {
 	char stamp[PATH_MAX];
 	struct timespec ts[2] = { { .tv_sec = time_ms / 1000,
@@ -443,9 +446,8 @@ bool store_note_run(const char *path, int64_t time_ms, struct err *e)
 
 	ts[1] = ts[0];
 	if (time_ms < 0)
-		return err_set(e, ERR_DB, "%s: run time %lld is before 1970", path,
-			       (long long)time_ms);
-	if (!stamp_path(path, stamp, sizeof stamp, e))
+		return err_set(e, ERR_DB, "%s: time %lld is before 1970", path, (long long)time_ms);
+	if (!stamp_path(path, which, stamp, sizeof stamp, e))
 		return false;
 	/* The common case, one system call.  A symlink is never followed:
 	 * its own times are set, nothing it points at. */
@@ -465,30 +467,31 @@ bool store_note_run(const char *path, int64_t time_ms, struct err *e)
 	return ok;
 }
 
-bool store_last_run(struct store *s, int64_t *time_ms, struct err *e)
+int64_t store_stamp_get(const char *path, enum store_stamp which)
 {
 	char stamp[PATH_MAX];
 	struct stat st;
-	sqlite3_stmt *st_meta;
+
+	if (!stamp_path(path, which, stamp, sizeof stamp, NULL) || lstat(stamp, &st) != 0)
+		return 0;
+	return (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
+bool store_last_run(struct store *s, int64_t *time_ms, struct err *e)
+{
+	sqlite3_stmt *st;
 	int64_t meta = 0;
 
-	*time_ms = 0;
-	if (!stamp_path(s->path, stamp, sizeof stamp, e))
-		return false;
-	if (lstat(stamp, &st) == 0)
-		*time_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-	else if (errno != ENOENT)
-		return err_set(e, ERR_DB, "%s: %s", stamp, strerror(errno));
+	*time_ms = store_stamp_get(s->path, STAMP_RUN);
 	/* Databases written before the stamp kept the time in meta. */
-	if (!prepare(s, "SELECT value FROM meta WHERE key = 'last_run'",
-		     &st_meta, "read last_run", e))
+	if (!prepare(s, "SELECT value FROM meta WHERE key = 'last_run'", &st, "read last_run", e))
 		return false;
-	int rc = sym_sqlite3_step(st_meta);
+	int rc = sym_sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		meta = sym_sqlite3_column_int64(st_meta, 0);
+		meta = sym_sqlite3_column_int64(st, 0);
 	else if (rc != SQLITE_DONE)
 		db_fail(s, e, "read last_run");
-	sym_sqlite3_finalize(st_meta);
+	sym_sqlite3_finalize(st);
 	if (meta > *time_ms)
 		*time_ms = meta;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE;

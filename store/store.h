@@ -59,16 +59,24 @@ bool store_record_run(struct store *s, const struct store_run *run,
 		      const struct store_event *ev, size_t nev,
 		      int64_t *run_id, struct err *e);
 
-/* Remember the time of the latest run, including runs that store no row,
- * without opening the database: the modification time of the empty file
- * "<path>-last-run" beside it (created, with the database's directory,
- * when missing) becomes time_ms.  One system call when the file exists,
- * and nothing waits on a disk sync, so a run with nothing to record never
- * touches SQLite. */
-bool store_note_run(const char *path, int64_t time_ms, struct err *e);
+/* Stamps: empty files beside the database whose modification time holds
+ * a time, so that a run with nothing to record never opens SQLite. */
+enum store_stamp {
+	STAMP_RUN,   /* "<path>-last-run": the latest run, recorded or not */
+	STAMP_PRUNE, /* "<path>-last-prune": the latest periodic pruning */
+};
 
-/* The time given to the last store_note_run for this database, or 0 if
- * none; false on error. */
+/* Set stamp `which` of the database at `path` to time_ms, creating it
+ * (and the database's directory) when missing.  One system call when it
+ * exists; nothing waits on a disk sync.  Never follows a symlink. */
+bool store_stamp_set(const char *path, enum store_stamp which, int64_t time_ms, struct err *e);
+
+/* The time stamp `which` holds, or 0 when it was never set or cannot be
+ * read. */
+int64_t store_stamp_get(const char *path, enum store_stamp which);
+
+/* The time of the latest run (STAMP_RUN, or what databases written before
+ * the stamp kept), or 0 if none; false on error. */
 bool store_last_run(struct store *s, int64_t *time_ms, struct err *e);
 
 /* Delete every run (and its events) older than before_ms; the count of

@@ -580,6 +580,29 @@ test_history_prune_keeps_recent_runs_and_drops_old_ones() {
 	expect_rc 0
 	expect_eq "$(history_json | tr -d '\n')" "[]" "pruned by the timer run"
 	"$BIN" history --prune-older-than soon 2>/dev/null && fail "bad span accepted"
+	# the timer passes it every minute: the next hour's no-op runs do not
+	# even load libsqlite3 for it
+	mkdir -p "$T/lib"
+	: > "$T/lib/libsqlite3.so.0"
+	LD_LIBRARY_PATH=$T/lib us reconcile --trigger timer --prune-older-than 0s
+	expect_rc 0
+	expect_eq "$ERR" "" "no pruning within the hour"
+	return 0
+}
+
+test_history_before_anything_was_recorded_is_empty_not_an_error() {
+	vm_start 100
+	conf 100 "9-9"
+	us reconcile
+	expect_rc 0
+	[ -e "$T/db/history.db" ] && fail "a run with nothing to record created the database"
+	us history
+	expect_rc 0
+	expect_in "$OUT" "no history rows match" "empty"
+	expect_in "$OUT" "last run: " "the no-op run's time"
+	us history --json
+	expect_eq "$OUT" "[]" "empty JSON"
+	"$BIN" --db "$T/nowhere/history.db" history > /dev/null 2>&1 && fail "a wrong --db directory passed"
 	return 0
 }
 

@@ -266,7 +266,7 @@ Test(store, reopen_keeps_data)
 {
 	struct store *s = open_ok();
 	record_event(s, 1000, "100", "3-4", "046d:c52b");
-	cr_assert(store_note_run(dbpath, 1000, NULL));
+	cr_assert(store_stamp_set(dbpath, STAMP_RUN, 1000, NULL));
 	store_close(s);
 
 	s = open_ok();
@@ -650,13 +650,23 @@ Test(store, last_run_is_zero_until_noted_then_the_latest_note_to_the_millisecond
 	int64_t t = -1;
 	cr_assert(store_last_run(s, &t, NULL));
 	cr_assert_eq(t, 0);
-	cr_assert(store_note_run(dbpath, 1700000000000, NULL));
-	cr_assert(store_note_run(dbpath, 1700000000567, NULL));
+	cr_assert(store_stamp_set(dbpath, STAMP_RUN, 1700000000000, NULL));
+	cr_assert(store_stamp_set(dbpath, STAMP_RUN, 1700000000567, NULL));
 	cr_assert(store_last_run(s, &t, NULL));
 	cr_assert_eq(t, 1700000000567);
 	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM meta"), 0,
 		     "noting a run must not write the database");
 	store_close(s);
+}
+
+Test(store, stamps_are_separate_files_that_read_zero_until_set)
+{
+	cr_expect_eq(store_stamp_get(dbpath, STAMP_RUN), 0);
+	cr_expect_eq(store_stamp_get(dbpath, STAMP_PRUNE), 0);
+	cr_assert(store_stamp_set(dbpath, STAMP_PRUNE, 1700000000250, NULL));
+	cr_expect_eq(store_stamp_get(dbpath, STAMP_PRUNE), 1700000000250);
+	cr_expect_eq(store_stamp_get(dbpath, STAMP_RUN), 0, "one stamp does not set the other");
+	cr_assert(!exists(dbpath), "stamps never create the database");
 }
 
 Test(store, noting_a_run_needs_no_database_and_creates_its_directory)
@@ -665,7 +675,7 @@ Test(store, noting_a_run_needs_no_database_and_creates_its_directory)
 	struct stat st;
 	snprintf(sub, sizeof sub, "%s/new/history.db", dir);
 	snprintf(stamp, sizeof stamp, "%s-last-run", sub);
-	cr_assert(store_note_run(sub, 1700000000000, NULL));
+	cr_assert(store_stamp_set(sub, STAMP_RUN, 1700000000000, NULL));
 	cr_assert_eq(lstat(stamp, &st), 0);
 	cr_assert_eq(st.st_mtim.tv_sec, 1700000000);
 	cr_assert(!exists(sub), "noting a run must not create the database");
@@ -681,7 +691,7 @@ Test(store, noting_a_run_never_follows_a_symlinked_stamp)
 	cr_assert_not_null(f);
 	fclose(f);
 	cr_assert_eq(symlink(target, stamp), 0);
-	cr_assert(store_note_run(dbpath, 1000, NULL));
+	cr_assert(store_stamp_set(dbpath, STAMP_RUN, 1000, NULL));
 	cr_assert_eq(stat(target, &st), 0);
 	cr_assert_neq(st.st_mtim.tv_sec, 1, "the symlink's target was touched");
 }
@@ -689,7 +699,7 @@ Test(store, noting_a_run_never_follows_a_symlinked_stamp)
 Test(store, noting_a_run_in_an_uncreatable_place_fails_naming_the_file)
 {
 	struct err e = {0};
-	cr_assert_not(store_note_run("/proc/usbsync-no/history.db", 1000, &e));
+	cr_assert_not(store_stamp_set("/proc/usbsync-no/history.db", STAMP_RUN, 1000, &e));
 	cr_assert_eq(e.kind, ERR_DB);
 	cr_assert(strstr(e.msg, "/proc/usbsync-no/"), "%s", e.msg);
 }

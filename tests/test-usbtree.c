@@ -154,6 +154,10 @@ Test(usbtree_parse, truncates_overlong_strings)
  * bus/usb/devices/<name> a symlink to each. */
 
 static char root[64];
+/* A fake tree is never checked against this host's /dev or mounts. */
+static const struct hostuse_paths fake_paths = {
+	.sysroot = "", .devdir = "/nonexistent-dev", .mountinfo = "/dev/null", .swaps = "/dev/null",
+};
 
 static void put(const char *rel, const char *value)
 {
@@ -218,7 +222,7 @@ Test(usbtree_sysfs, skips_vanished_devices_and_contradicting_busnum_and_counts_t
 	device("usb12", "12\n", "1d6b\n", "09\n");    /* the root hub */
 	snprintf(link, sizeof link, "%s/bus/usb/devices/12-7", root);
 	cr_assert_eq(symlink("../../../devices/12-7", link), 0); /* gone after the listing */
-	cr_assert(usbtree_read_at(root, &tree, &e), "%s", e.msg);
+	cr_assert(usbtree_read_at(root, &fake_paths, &tree, &e), "%s", e.msg);
 	cr_expect_str_eq(ports(), "12-3 12-3.4(hub)");
 	cr_expect_eq(tree.skipped, 3);
 	cr_expect_eq(at("12-3")->vid, 0x1234);
@@ -231,9 +235,9 @@ Test(usbtree_sysfs, a_sysfs_without_usb_is_empty_but_no_sysfs_is_an_error)
 	char cmd[128], missing[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s/bus/usb", root);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert(usbtree_read_at(root, &tree, &e), "%s", e.msg);
+	cr_assert(usbtree_read_at(root, &fake_paths, &tree, &e), "%s", e.msg);
 	cr_expect_eq(tree.n, 0);
 	snprintf(missing, sizeof missing, "%s/nothing", root);
-	cr_expect(!usbtree_read_at(missing, &tree, &e));
+	cr_expect(!usbtree_read_at(missing, &fake_paths, &tree, &e));
 	cr_expect(strstr(e.msg, "/nothing/bus/usb/devices"), "%s", e.msg);
 }
