@@ -31,7 +31,7 @@ void table_row(struct table *t, ...)
 
 	if (!t)
 		return;
-	char **n = grow(t->cells, &t->cap, t->nrows + 1, t->ncols * sizeof *n, SIZE_MAX);
+	char **n = grow_array(t->cells, &t->cap, t->nrows + 1, t->ncols * sizeof *n, SIZE_MAX);
 
 	if (!n)
 		return; /* a row lost to OOM is better than a crash */

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-void *grow(void *p, size_t *cap, size_t need, size_t size, size_t max)
+void *grow_array(void *p, size_t *cap, size_t need, size_t size, size_t max)
 {
 	size_t n = *cap ? *cap : 8;
 	void *np;

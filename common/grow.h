@@ -12,6 +12,6 @@
  * doubling from 8 and never past `max` elements.  Returns the array,
  * possibly moved, with *cap updated; or NULL, leaving p and *cap as they
  * were, when need > max, the bytes would overflow, or realloc fails. */
-void *grow(void *p, size_t *cap, size_t need, size_t size, size_t max);
+void *grow_array(void *p, size_t *cap, size_t need, size_t size, size_t max);
 
 #endif

@@ -270,7 +270,7 @@ static bool append_cmd(struct qmp *q, const struct call *c, unsigned id)
 
 	if (q->outoff == q->outlen)
 		q->outoff = q->outlen = 0;
-	char *out = n < 0 ? NULL : grow(q->out, &q->outcap, q->outlen + (size_t)n + 1, 1, OUT_MAX);
+	char *out = n < 0 ? NULL : grow_array(q->out, &q->outcap, q->outlen + (size_t)n + 1, 1, OUT_MAX);
 
 	if (!out)
 		return false;
@@ -295,7 +295,7 @@ static bool queue(struct qmp *q, const struct call *c, const char *what)
 	}
 	if (q->head == q->npend)
 		q->head = q->npend = 0;
-	if ((p = grow(q->pend, &q->pendcap, q->npend + 1, sizeof *q->pend, PENDING_MAX)))
+	if ((p = grow_array(q->pend, &q->pendcap, q->npend + 1, sizeof *q->pend, PENDING_MAX)))
 		q->pend = p;
 	if (!p || !append_cmd(q, c, id)) {
 		err_set(&e, ERR_NOMEM, "%s %s: too many commands queued", c->exec, what);
@@ -1059,7 +1059,7 @@ static struct guest_dev *add_dev(struct guest_dev **devs, size_t *n, size_t *cap
 		err_set(e, ERR_PROTOCOL, "more than %d USB devices", DEVS_MAX);
 		return NULL;
 	}
-	struct guest_dev *d = grow(*devs, cap, *n + 1, sizeof **devs, DEVS_MAX);
+	struct guest_dev *d = grow_array(*devs, cap, *n + 1, sizeof **devs, DEVS_MAX);
 
 	if (!d) {
 		err_set(e, ERR_NOMEM, "out of memory");
@@ -1555,7 +1555,7 @@ static bool add_kid(struct ctl *c, unsigned n, const char *type, struct err *e)
 	if (c->nkids == DEVS_PER_BUS_MAX)
 		return err_set(e, ERR_PROTOCOL, "more than %d devices on bus %s.0",
 			       DEVS_PER_BUS_MAX, c->id);
-	if (!(k = grow(c->kids, &c->capkids, c->nkids + 1, sizeof *k, DEVS_PER_BUS_MAX)))
+	if (!(k = grow_array(c->kids, &c->capkids, c->nkids + 1, sizeof *k, DEVS_PER_BUS_MAX)))
 		return err_set(e, ERR_NOMEM, "out of memory");
 	c->kids = k;
 	/* keep them sorted by N: qom-list comes in hash-table order */

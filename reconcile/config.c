@@ -118,7 +118,7 @@ static bool push_rule(struct vm_config *vm, const struct rule *r,
 {
 	if (vm->nrules == CONFIG_RULES_MAX)
 		return err_set(e, ERR_CONFIG, "%s: more than %d rules", where, CONFIG_RULES_MAX);
-	struct rule *n = grow(vm->rules, &vm->rules_cap, vm->nrules + 1, sizeof *n,
+	struct rule *n = grow_array(vm->rules, &vm->rules_cap, vm->nrules + 1, sizeof *n,
 			      CONFIG_RULES_MAX);
 	if (!n)
 		return err_set(e, ERR_NOMEM, "%s: out of memory", where);
@@ -257,7 +257,7 @@ static int vm_order(const void *a, const void *b)
 
 static struct vm_config *new_vm(struct config *c)
 {
-	struct vm_config *n = grow(c->vms, &c->vms_cap, c->nvms + 1, sizeof *n, CONFIG_VMS_MAX);
+	struct vm_config *n = grow_array(c->vms, &c->vms_cap, c->nvms + 1, sizeof *n, CONFIG_VMS_MAX);
 
 	if (!n)
 		return NULL;

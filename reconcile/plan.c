@@ -49,7 +49,7 @@ struct ctx {
 
 static struct plan_item *new_item(struct ctx *c, enum item_state st, enum item_op op)
 {
-	struct plan_item *n = grow(c->out->items, &c->cap, c->out->n + 1, sizeof *n, SIZE_MAX);
+	struct plan_item *n = grow_array(c->out->items, &c->cap, c->out->n + 1, sizeof *n, SIZE_MAX);
 
 	if (!n)
 		return NULL;

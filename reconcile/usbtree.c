@@ -168,7 +168,7 @@ static int dev_order(const void *a, const void *b)
 
 static bool push(struct usbtree *t, const struct usbdev *d)
 {
-	struct usbdev *n = grow(t->devs, &t->cap, t->n + 1, sizeof *n, USBTREE_DEVS_MAX);
+	struct usbdev *n = grow_array(t->devs, &t->cap, t->n + 1, sizeof *n, USBTREE_DEVS_MAX);
 
 	if (!n)
 		return false;
