@@ -6,12 +6,14 @@
  *     opened relative to the last with O_NOFOLLOW | O_DIRECTORY, so no
  *     symlink (sysfs has many: subsystem, driver, device, bdi) leads out;
  *     the depth is the shape's, and every directory listing and every
- *     file read is bounded.
+ *     file read is bounded.  /sys/block's links are only read (readlink,
+ *     never followed), to learn which devices have disks at all.
  *  2. Matching is by major:minor where the kernel gives one, and by the
  *     kernel's name "/dev/<name>" otherwise: both come from sysfs and
  *     /proc, never from the device's own strings.
  *  3. When it cannot tell (mountinfo unreadable, more block devices than
- *     it can hold), the answer is "in use".
+ *     it can hold, a disk that /sys/block puts on the device but the walk
+ *     does not reach), the answer is "in use".
  *  4. A /dev node is opened only when it is the block device sysfs names,
  *     read-only and non-blocking, and closed at once.
  */
@@ -34,7 +36,7 @@
 #define ATTR_MAX 64          /* bytes read from one sysfs attribute */
 #define LINES_MAX 100000     /* lines read from mountinfo or swaps */
 #define DISKS_LISTED_MAX 65536 /* entries of block/ looked at */
-#define DISK_DEVS_MAX 1024   /* USB devices with disks remembered */
+#define DISK_DEVS_MAX 1024   /* (USB device, disk) pairs remembered */
 #define USB_NAME_MAX 48      /* "65535-255.255.255.255.255.255.255" fits */
 
 /* One block device: a whole disk or a partition of one. */
@@ -418,9 +420,13 @@ void hostuse_paths_default(struct hostuse_paths *p)
 	p->swaps = sw && *sw ? sw : "/proc/swaps";
 }
 
+static const char *unwalked_disk(const struct hostuse_disks *d, const char *name,
+				 const struct blks *s);
+
 bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
-		      char *why, size_t n)
+		      const struct hostuse_disks *disks, char *why, size_t n)
 {
+	const char *other;
 	struct blks *s;
 	bool used;
 
@@ -436,6 +442,9 @@ bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name
 	if (s->full) { /* invariant 3: an unseen partition may be mounted */
 		snprintf(why, n, "cannot tell: more than %d block devices", BLKS_MAX);
 		used = true;
+	} else if ((other = unwalked_disk(disks, name, s))) {
+		snprintf(why, n, "cannot tell: /dev/%s is on it, but not as a SCSI disk", other);
+		used = true;
 	} else {
 		used = s->n > 0 &&
 		       (scan_file(p->mountinfo, false, mount_line, s, why, n) ||
@@ -449,20 +458,24 @@ bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name
 bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 		   char *why, size_t n)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], sysfs[PATH_MAX];
 	const char *slash = strrchr(syspath, '/');
+	struct hostuse_disks *disks;
 	int fd;
 	bool used;
 
 	if (n == 0)
 		return false;
 	why[0] = '\0';
-	if (snprintf(path, sizeof path, "%s%s", p->sysroot, syspath) >= (int)sizeof path)
+	if (snprintf(path, sizeof path, "%s%s", p->sysroot, syspath) >= (int)sizeof path ||
+	    snprintf(sysfs, sizeof sysfs, "%s/sys", p->sysroot) >= (int)sizeof sysfs)
 		return false;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) /* unplugged since it was enumerated */
 		return false;
-	used = hostuse_check_at(p, fd, slash ? slash + 1 : syspath, why, n);
+	disks = hostuse_disks_read(sysfs);
+	used = hostuse_check_at(p, fd, slash ? slash + 1 : syspath, disks, why, n);
+	hostuse_disks_free(disks);
 	close(fd);
 	return used;
 }
@@ -471,7 +484,10 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 
 struct hostuse_disks {
 	size_t n;
-	char dev[DISK_DEVS_MAX][USB_NAME_MAX];
+	struct {
+		char dev[USB_NAME_MAX];  /* "4-3" */
+		char disk[NAME_LEN];     /* "sdb", the block/ entry's name */
+	} e[DISK_DEVS_MAX];
 };
 
 /* "4-3" or "12-1.4.2": a USB device's sysfs name. */
@@ -531,12 +547,14 @@ struct hostuse_disks *hostuse_disks_read(const char *sysfs)
 			closedir(listing);
 			goto cannot_tell;
 		}
-		if (de->d_name[0] == '.' ||
+		if (de->d_name[0] == '.' || strlen(de->d_name) >= NAME_LEN ||
 		    (len = readlinkat(fd, de->d_name, link, sizeof link - 1)) < 0)
 			continue; /* not a link, or gone since the listing */
 		link[len] = '\0';
-		if (disk_usb_dev(link, name) && !hostuse_disks_may_have(d, name))
-			memcpy(d->dev[d->n++], name, sizeof name);
+		if (disk_usb_dev(link, name)) {
+			memcpy(d->e[d->n].dev, name, sizeof name);
+			snprintf(d->e[d->n++].disk, NAME_LEN, "%s", de->d_name);
+		}
 	}
 	closedir(listing);
 	return d;
@@ -550,9 +568,27 @@ bool hostuse_disks_may_have(const struct hostuse_disks *d, const char *name)
 	if (!d)
 		return true;
 	for (size_t i = 0; i < d->n; i++)
-		if (strcmp(d->dev[i], name) == 0)
+		if (strcmp(d->e[i].dev, name) == 0)
 			return true;
 	return false;
+}
+
+/* A disk block/ puts on this device that the walk did not find (an SD
+ * card behind rtsx_usb is mmcblk0 under .../rtsx_usb_sdmmc.N/mmc_host/,
+ * not under host/target/lun): invariant 3, it cannot tell. */
+static const char *unwalked_disk(const struct hostuse_disks *d, const char *name,
+				 const struct blks *s)
+{
+	for (size_t i = 0; d && i < d->n; i++) {
+		bool found = false;
+		if (strcmp(d->e[i].dev, name) != 0)
+			continue;
+		for (size_t k = 0; k < s->n && !found; k++)
+			found = strcmp(s->b[k].name, d->e[i].disk) == 0;
+		if (!found)
+			return d->e[i].disk;
+	}
+	return NULL;
 }
 
 void hostuse_disks_free(struct hostuse_disks *d)

@@ -44,18 +44,23 @@ void hostuse_paths_default(struct hostuse_paths *p);
 bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 		   char *why, size_t n);
 
-/* The same for the device directory already open at devfd (borrowed),
- * whose sysfs name is `name` ("3-4.1.4"): usbtree_read has it open. */
-bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
-		      char *why, size_t n);
-
-/* Which USB devices have a block device at all, from one listing of
- * <sysfs>/block: each entry links to the disk's device path, which runs
- * through its USB device and interface ("../devices/.../4-3/4-3:1.0/
- * host8/..."), so only those devices need hostuse_check.  Returns an
- * owned set (free with hostuse_disks_free), or NULL when it cannot tell
- * (then every device must be asked).  A sysfs without block/ has none. */
 struct hostuse_disks;
+
+/* The same for the device directory already open at devfd (borrowed),
+ * whose sysfs name is `name` ("3-4.1.4"): usbtree_read has it open.
+ * With `disks` (hostuse_disks_read), a disk that block/ puts on this
+ * device but the walk above does not reach (an SD card behind rtsx_usb is
+ * mmcblk0, not a SCSI disk) makes the answer "cannot tell", so in use.
+ * hostuse_check reads that set itself, below sysroot's /sys. */
+bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
+		      const struct hostuse_disks *disks, char *why, size_t n);
+
+/* Which USB devices have a block device at all, and which, from one
+ * listing of <sysfs>/block: each entry links to the disk's device path,
+ * which runs through its USB device and interface ("../devices/.../4-3/
+ * 4-3:1.0/host8/..."), so only those devices need hostuse_check.  Returns
+ * an owned set (free with hostuse_disks_free), or NULL when it cannot tell
+ * (then every device must be asked).  A sysfs without block/ has none. */
 struct hostuse_disks *hostuse_disks_read(const char *sysfs);
 
 /* May USB device `name` ("4-3") have a disk?  True for a NULL set. */

@@ -195,7 +195,7 @@ static bool read_one(int dirfd, const char *name, struct usbtree *t,
 	}
 	if (usbtree_parse_device(name, sysfs_attr, &sd, &d, NULL) && sd.has_vid) {
 		if (!d.hub && hostuse_disks_may_have(disks, name))
-			hostuse_check_at(hp, sd.fd, name, d.in_use, sizeof d.in_use);
+			hostuse_check_at(hp, sd.fd, name, disks, d.in_use, sizeof d.in_use);
 		ok = push(t, &d);
 	} else {
 		t->skipped++;

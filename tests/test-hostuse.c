@@ -184,6 +184,41 @@ TestSuite(hostuse, .init = fx_init, .fini = fx_fini);
 
 /* ---- what counts as in use ---- */
 
+/* What real sysfs has for every disk: sys/block/<disk> -> its device path. */
+static void listed_in_sys_block(const char *disk_path)
+{
+	const char *name = strrchr(disk_path, '/') + 1;
+	char target[4096];
+	mk("/sys/block");
+	FMT(target, "..%s", disk_path + strlen("/sys"));
+	symlink_at(target, "/sys/block", name);
+}
+
+Test(hostuse, a_scsi_disk_listed_in_sys_block_is_walked_as_before)
+{
+	usb_disk("sdb", "8:16");
+	listed_in_sys_block(disk_dir);
+	cr_expect_not(check(STICK));
+	cr_expect_str_eq(why, "");
+	mounted("8:16", "/mnt", "ext4", "/dev/sdb");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/sdb on /mnt");
+}
+
+Test(hostuse, a_disk_on_the_device_that_is_not_a_scsi_disk_means_it_cannot_tell)
+{
+	/* An SD card behind a Realtek reader bound to rtsx_usb. */
+	char mmc[1024];
+	usb_disk_on(STICK, "3-4.1.4:1.0", "ff", 0, NULL, NULL);
+	FMT(mmc, "%s/3-4.1.4:1.0/rtsx_usb_sdmmc.4/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0", STICK);
+	mk(mmc);
+	attr(mmc, "dev", "179:0");
+	listed_in_sys_block(mmc);
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "cannot tell: /dev/mmcblk0 is on it, but not as a SCSI disk");
+	cr_expect_not(check(USB "/3-4.1.1"), "another device is not concerned");
+}
+
 Test(hostuse, mounted_partition_names_the_partition_and_mount_point)
 {
 	usb_disk("sdb", "8:16");
