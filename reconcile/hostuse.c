@@ -420,8 +420,8 @@ void hostuse_paths_default(struct hostuse_paths *p)
 	p->swaps = sw && *sw ? sw : "/proc/swaps";
 }
 
-static const char *unwalked_disk(const struct hostuse_disks *d, const char *name,
-				 const struct blks *s);
+static const char *add_unwalked(const struct hostuse_disks *d, const char *name,
+				struct blks *s);
 
 bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
 		      const struct hostuse_disks *disks, char *why, size_t n)
@@ -439,11 +439,12 @@ bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name
 		return true;
 	}
 	find_blks(devfd, name, s);
+	other = add_unwalked(disks, name, s);
 	if (s->full) { /* invariant 3: an unseen partition may be mounted */
 		snprintf(why, n, "cannot tell: more than %d block devices", BLKS_MAX);
 		used = true;
-	} else if ((other = unwalked_disk(disks, name, s))) {
-		snprintf(why, n, "cannot tell: /dev/%s is on it, but not as a SCSI disk", other);
+	} else if (other) {
+		snprintf(why, n, "cannot tell: /dev/%s is on it, but cannot be read", other);
 		used = true;
 	} else {
 		used = s->n > 0 &&
@@ -483,6 +484,7 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 /* ---- which devices have disks ------------------------------------------ */
 
 struct hostuse_disks {
+	char dir[PATH_MAX]; /* <sysfs>/block */
 	size_t n;
 	struct {
 		char dev[USB_NAME_MAX];  /* "4-3" */
@@ -535,6 +537,7 @@ struct hostuse_disks *hostuse_disks_read(const char *sysfs)
 
 	if (!d || snprintf(dir, sizeof dir, "%s/block", sysfs) >= (int)sizeof dir)
 		goto cannot_tell;
+	memcpy(d->dir, dir, sizeof dir);
 	if (!(listing = opendir(dir))) {
 		if (errno == ENOENT) /* no block devices at all */
 			return d;
@@ -573,20 +576,37 @@ bool hostuse_disks_may_have(const struct hostuse_disks *d, const char *name)
 	return false;
 }
 
-/* A disk block/ puts on this device that the walk did not find (an SD
+/* Disks block/ puts on this device that the walk did not reach (an SD
  * card behind rtsx_usb is mmcblk0 under .../rtsx_usb_sdmmc.N/mmc_host/,
- * not under host/target/lun): invariant 3, it cannot tell. */
-static const char *unwalked_disk(const struct hostuse_disks *d, const char *name,
-				 const struct blks *s)
+ * not under host/target/lun): each is opened through block/'s own link,
+ * which was read to run through this device (so invariant 1 holds), and
+ * added with its partitions.  Returns one that could not be read, for
+ * invariant 3, or NULL. */
+static const char *add_unwalked(const struct hostuse_disks *d, const char *name,
+				struct blks *s)
 {
-	for (size_t i = 0; d && i < d->n; i++) {
+	char path[PATH_MAX + NAME_LEN + 1];
+
+	for (size_t i = 0; d && i < d->n && !s->full; i++) {
 		bool found = false;
 		if (strcmp(d->e[i].dev, name) != 0)
 			continue;
 		for (size_t k = 0; k < s->n && !found; k++)
 			found = strcmp(s->b[k].name, d->e[i].disk) == 0;
-		if (!found)
+		if (found)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", d->dir, d->e[i].disk);
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT) /* gone since the listing */
+				continue;
 			return d->e[i].disk;
+		}
+		size_t before = s->n;
+		visit_disk(fd, d->e[i].disk, s);
+		close(fd);
+		if (s->n == before && !s->full)
+			return d->e[i].disk; /* no readable dev */
 	}
 	return NULL;
 }

@@ -50,7 +50,8 @@ struct hostuse_disks;
  * whose sysfs name is `name` ("3-4.1.4"): usbtree_read has it open.
  * With `disks` (hostuse_disks_read), a disk that block/ puts on this
  * device but the walk above does not reach (an SD card behind rtsx_usb is
- * mmcblk0, not a SCSI disk) makes the answer "cannot tell", so in use.
+ * mmcblk0, not a SCSI disk) is checked too, through block/'s link; one
+ * that cannot be read makes the answer "cannot tell", so in use.
  * hostuse_check reads that set itself, below sysroot's /sys. */
 bool hostuse_check_at(const struct hostuse_paths *p, int devfd, const char *name,
 		      const struct hostuse_disks *disks, char *why, size_t n);

@@ -205,18 +205,35 @@ Test(hostuse, a_scsi_disk_listed_in_sys_block_is_walked_as_before)
 	cr_expect_str_eq(why, "/dev/sdb on /mnt");
 }
 
-Test(hostuse, a_disk_on_the_device_that_is_not_a_scsi_disk_means_it_cannot_tell)
+Test(hostuse, a_disk_on_the_device_that_is_not_a_scsi_disk_is_checked_through_sys_block)
 {
 	/* An SD card behind a Realtek reader bound to rtsx_usb. */
+	char mmc[1024], part[1100];
+	usb_disk_on(STICK, "3-4.1.4:1.0", "ff", 0, NULL, NULL);
+	FMT(mmc, "%s/3-4.1.4:1.0/rtsx_usb_sdmmc.4/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0", STICK);
+	mk_in(mmc, "holders");
+	attr(mmc, "dev", "179:0");
+	FMT(part, "%s/mmcblk0p1", mmc);
+	mk_in(part, "holders");
+	attr(part, "dev", "179:1");
+	attr(part, "partition", "1");
+	listed_in_sys_block(mmc);
+	cr_expect_not(check(STICK), "%s", why);
+	cr_expect_str_eq(why, "");
+	mounted("179:1", "/media/sd", "vfat", "/dev/mmcblk0p1");
+	cr_expect(check(STICK));
+	cr_expect_str_eq(why, "/dev/mmcblk0p1 on /media/sd");
+}
+
+Test(hostuse, a_disk_on_the_device_that_cannot_be_read_means_it_cannot_tell)
+{
 	char mmc[1024];
 	usb_disk_on(STICK, "3-4.1.4:1.0", "ff", 0, NULL, NULL);
 	FMT(mmc, "%s/3-4.1.4:1.0/rtsx_usb_sdmmc.4/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0", STICK);
-	mk(mmc);
-	attr(mmc, "dev", "179:0");
+	mk(mmc); /* no dev attribute */
 	listed_in_sys_block(mmc);
 	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "cannot tell: /dev/mmcblk0 is on it, but not as a SCSI disk");
-	cr_expect_not(check(USB "/3-4.1.1"), "another device is not concerned");
+	cr_expect_str_eq(why, "cannot tell: /dev/mmcblk0 is on it, but cannot be read");
 }
 
 Test(hostuse, mounted_partition_names_the_partition_and_mount_point)
