@@ -57,33 +57,23 @@ static bool flock_within(int fd, int wait_ms)
 	return rc == 0;
 }
 
-static int64_t ms_of(const struct timespec *t)
-{
-	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
-}
-
 /* Rule 3: wait while runs are still coalescing into ours. */
 static void settle(int wait_fd)
 {
-	struct timespec t;
-	int64_t start, now, quiet;
+	int64_t start = (int64_t)run_clock_ms(), spent, quiet;
 	struct stat st;
 
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	start = ms_of(&t);
 	for (;;) {
 		if (fstat(wait_fd, &st) != 0)
 			return;
-		clock_gettime(CLOCK_REALTIME, &t);
-		quiet = ms_of(&t) - ms_of(&st.st_mtim);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		now = ms_of(&t);
+		quiet = cli_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
+		spent = (int64_t)run_clock_ms() - start;
 		/* A touch in the future means the clock was set back: go. */
-		if (quiet < 0 || quiet >= SETTLE_QUIET_MS || now - start >= SETTLE_MAX_MS)
+		if (quiet < 0 || quiet >= SETTLE_QUIET_MS || spent >= SETTLE_MAX_MS)
 			return;
 		int64_t nap = SETTLE_QUIET_MS - quiet;
-		if (nap > SETTLE_MAX_MS - (now - start))
-			nap = SETTLE_MAX_MS - (now - start);
+		if (nap > SETTLE_MAX_MS - spent)
+			nap = SETTLE_MAX_MS - spent;
 		struct timespec d = { .tv_sec = nap / 1000, .tv_nsec = (long)(nap % 1000) * 1000000 };
 		nanosleep(&d, NULL);
 	}

@@ -6,14 +6,15 @@
  *     opened relative to the last with O_NOFOLLOW | O_DIRECTORY, so no
  *     symlink (sysfs has many: subsystem, driver, device, bdi) leads out;
  *     the depth is the shape's, and every directory listing and every
- *     file read is bounded.  /sys/block's links are only read (readlink,
- *     never followed), to learn which devices have disks at all.
+ *     file read is bounded.  /sys/block's links are read to learn which
+ *     devices have disks; one is opened only when its target was read to
+ *     run through that device's interface, so it leads into that subtree.
  *  2. Matching is by major:minor where the kernel gives one, and by the
  *     kernel's name "/dev/<name>" otherwise: both come from sysfs and
  *     /proc, never from the device's own strings.
  *  3. When it cannot tell (mountinfo unreadable, more block devices than
- *     it can hold, a disk that /sys/block puts on the device but the walk
- *     does not reach), the answer is "in use".
+ *     it can hold, a disk that /sys/block puts on the device but whose
+ *     sysfs cannot be read), the answer is "in use".
  *  4. A /dev node is opened only when it is the block device sysfs names,
  *     read-only and non-blocking, and closed at once.
  */
@@ -29,6 +30,8 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include "common/grow.h"
 
 #define NAME_LEN 32          /* kernel block names fit DISK_NAME_LEN (32) */
 #define BLKS_MAX 128         /* disks and partitions of one USB device */
@@ -485,11 +488,11 @@ bool hostuse_check(const struct hostuse_paths *p, const char *syspath,
 
 struct hostuse_disks {
 	char dir[PATH_MAX]; /* <sysfs>/block */
-	size_t n;
-	struct {
+	size_t n, cap;
+	struct disk_of {
 		char dev[USB_NAME_MAX];  /* "4-3" */
 		char disk[NAME_LEN];     /* "sdb", the block/ entry's name */
-	} e[DISK_DEVS_MAX];
+	} *e;                    /* owned; most hosts have none */
 };
 
 /* "4-3" or "12-1.4.2": a USB device's sysfs name. */
@@ -546,7 +549,8 @@ struct hostuse_disks *hostuse_disks_read(const char *sysfs)
 	fd = dirfd(listing);
 	for (int i = 0; (de = readdir(listing)); i++) {
 		ssize_t len;
-		if (i == DISKS_LISTED_MAX || d->n == DISK_DEVS_MAX) {
+		struct disk_of *e;
+		if (i == DISKS_LISTED_MAX) {
 			closedir(listing);
 			goto cannot_tell;
 		}
@@ -554,15 +558,20 @@ struct hostuse_disks *hostuse_disks_read(const char *sysfs)
 		    (len = readlinkat(fd, de->d_name, link, sizeof link - 1)) < 0)
 			continue; /* not a link, or gone since the listing */
 		link[len] = '\0';
-		if (disk_usb_dev(link, name)) {
-			memcpy(d->e[d->n].dev, name, sizeof name);
-			snprintf(d->e[d->n++].disk, NAME_LEN, "%s", de->d_name);
+		if (!disk_usb_dev(link, name))
+			continue;
+		if (!(e = grow_array(d->e, &d->cap, d->n + 1, sizeof *e, DISK_DEVS_MAX))) {
+			closedir(listing);
+			goto cannot_tell; /* more than it can hold, or out of memory */
 		}
+		d->e = e;
+		memcpy(e[d->n].dev, name, sizeof name);
+		snprintf(e[d->n++].disk, NAME_LEN, "%s", de->d_name);
 	}
 	closedir(listing);
 	return d;
 cannot_tell:
-	free(d);
+	hostuse_disks_free(d);
 	return NULL;
 }
 
@@ -613,5 +622,7 @@ static const char *add_unwalked(const struct hostuse_disks *d, const char *name,
 
 void hostuse_disks_free(struct hostuse_disks *d)
 {
+	if (d)
+		free(d->e);
 	free(d);
 }
