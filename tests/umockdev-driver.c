@@ -8,16 +8,20 @@
  *   add FILE        add the devices of a .umockdev file (emits "add")
  *   remove SYSPATH  emit "remove" for SYSPATH, then remove it
  *   sleep MS        pause
+ *   clock           print "now SEC.NSEC" (CLOCK_REALTIME, the clock of
+ *                   QEMU's trace log): the bench stamps an event with it
  * At EOF it sends CMD SIGTERM and exits with CMD's status (124 if CMD
  * does not stop within 5 s).  Each command is acknowledged with "ok" on
  * stdout so a test can wait for it.
  */
 #include <errno.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <umockdev.h>
@@ -38,12 +42,38 @@ static int finish(pid_t pid)
 	return 124;
 }
 
+/* umockdev 0.17's remove_device leaves the links of the device and its
+ * interfaces in /sys/bus/<bus>/devices dangling, and adding the device
+ * again then aborts on them: drop such links, so it can be plugged again. */
+static void drop_bus_links(UMockdevTestbed *bed)
+{
+	char pattern[4096];
+	struct stat st;
+	glob_t g;
+
+	snprintf(pattern, sizeof pattern, "%s/sys/bus/*/devices/*",
+		 umockdev_testbed_get_root_dir(bed));
+	if (glob(pattern, 0, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		if (stat(g.gl_pathv[i], &st) != 0)
+			unlink(g.gl_pathv[i]);
+	globfree(&g);
+}
+
 static bool command(UMockdevTestbed *bed, char *line)
 {
 	GError *error = NULL;
 	char *arg = strchr(line, ' ');
 
 	line[strcspn(line, "\n")] = '\0';
+	if (strcmp(line, "clock") == 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		printf("now %lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+		return true;
+	}
 	if (!arg)
 		return false;
 	*arg++ = '\0';
@@ -55,6 +85,7 @@ static bool command(UMockdevTestbed *bed, char *line)
 	} else if (strcmp(line, "remove") == 0) {
 		umockdev_testbed_uevent(bed, arg, "remove");
 		umockdev_testbed_remove_device(bed, arg);
+		drop_bus_links(bed);
 	} else if (strcmp(line, "sleep") == 0) {
 		usleep((useconds_t)atoi(arg) * 1000);
 	} else {

@@ -10,12 +10,14 @@ BENCH_CFLAGS ?= -O2 -DNDEBUG
 bench:
 	@$(MAKE) --no-print-directory BUILD=$(BENCH_BUILD) CFLAGS="$(BENCH_CFLAGS)" \
 		$(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor $(BENCH_BUILD)/bench/timeit \
-		$(BENCH_BUILD)/bench/treeread
+		$(BENCH_BUILD)/bench/treeread $(BENCH_BUILD)/bench/histgrow \
+		$(BENCH_BUILD)/tests/umockdev-driver
 	@tests/bench/bench.sh $(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor \
 		$(BENCH_BUILD)/bench/timeit $(BENCH_RUNS)
 
-# The tree reader links the library (it times usbtree_read_at).
-$(BUILD)/bench/treeread: tests/bench/treeread.c $(BUILD)/libusbsync.a
+# The tree reader and the history grower link the library (they time
+# usbtree_read_at and store_*).
+$(BUILD)/bench/treeread $(BUILD)/bench/histgrow: $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libusbsync.a
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)

@@ -5,18 +5,22 @@
 # Every QEMU started here is killed by pid on the way out.
 #
 #   tests/bench/bench.sh USBSYNC FLOOR TIMEIT [RUNS]
+#   BENCH_CASES="one_vm watch" HIST_RUNS=5000 (the defaults: every case)
 set -u
 
 BIN=$(realpath "$1")
 FLOOR=$(realpath "$2")
 TIMEIT=$(realpath "$3")
 TREEREAD=$(dirname "$TIMEIT")/treeread
+HISTGROW=$(dirname "$TIMEIT")/histgrow
+DRIVER=$(dirname "$TIMEIT")/../tests/umockdev-driver
 RUNS=${4:-30}
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=tests/lib.sh
 . "$TOP/tests/lib.sh"
 PEEK=$TOP/tests/qmp-peek
 MKTREE=$TOP/tests/bench/mktree
+WATCHLAT=$TOP/tests/bench/watchlat
 BLOG=$TOP/tests/trees/blog.umockdev
 ROOT=$(mktemp -d /tmp/usbsync-bench.XXXXXX)
 PIDS=""
@@ -124,6 +128,54 @@ bench_one_vm() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
+# ---- watch: a lone plug, uevent -> device on a guest port ----
+# QEMU logs when it claims and releases a guest port (its trace log, with
+# timestamps); watchlat compares that with the time the umockdev driver
+# stamped before sending the uevent.  QEMU is never polled, so nothing
+# competes with the watch for its monitor.  Samples are 300 ms apart:
+# each is a lone event, not a burst.
+
+bench_watch() {
+	local d res add rm cpu
+	d=$(case_dir watch)
+	use "$d"
+	vm_start "$d" 100 -device qemu-xhci,id=xhci,p2=8,p3=8 -msg timestamp=on \
+		-trace enable=usb_port_claim -trace enable=usb_port_release -D "$d/trace.log"
+	echo "3-4" > "$d/cfg/100.usb.conf"
+	"$WATCHLAT" "$DRIVER" "$BLOG" "$TOP/tests/trees/hotplug-3-4.2.umockdev" \
+		"/sys$DEVPATH_BLOG/3-4.2" "$d/trace.log" "$RUNS" -- "$BIN" watch --sweep 3600 \
+		> "$d/watch.res" 2> "$d/watch.err" || die "watchlat: $(tail -3 "$d/watch.err")"
+	read -r _ add _ _ rm cpu < "$d/watch.res" || die "watch: no result"
+	# shellcheck disable=SC2059
+	ROWS+=("$(printf "$FORMAT" watch-add "$RUNS" "$add" "$(cut -d' ' -f3 "$d/watch.res")" \
+		"$(cut -d' ' -f4 "$d/watch.res")" - - - - - \
+		"uevent to guest port claimed; remove $rm ms; watch CPU $cpu ms/event; $(ratio \
+		"$add" "$ATTACH_MS") x event-attach")")
+}
+
+# ---- history: what a recording run pays after N earlier ones ----
+# histgrow records runs the way one-shot attaches do (open, one run,
+# close); `history --limit 1` is timed after 10 runs and after HIST_RUNS.
+
+HIST_RUNS=${HIST_RUNS:-5000}
+
+bench_history() {
+	local d db grow kib
+	d=$(case_dir history)
+	db=$d/db/history.db
+	"$HISTGROW" "$db" 10 > "$d/grow10" || die "histgrow failed"
+	USBSYNC_DB=$db "$TIMEIT" -n "$RUNS" -- "$BIN" history --limit 1 > "$d/open10.res"
+	"$HISTGROW" "$db" "$((HIST_RUNS - 10))" > "$d/grow" || die "histgrow failed"
+	USBSYNC_DB=$db "$TIMEIT" -n "$RUNS" -- "$BIN" history --limit 1 > "$d/open.res"
+	read -r _ grow < "$d/grow"
+	kib=$(du -k "$db" "$db-wal" 2>/dev/null | awk '{ n += $1 } END { print n }')
+	row history-10 "$d/open10.res" "" 0 "usbsync history --limit 1, 10 runs recorded"
+	row "history-$HIST_RUNS" "$d/open.res" "" 0 \
+		"the same after $HIST_RUNS runs: $(ratio "$(median_of "$d/open.res")" \
+		"$(median_of "$d/open10.res")") x; DB + WAL $kib KiB; recording a run $(cut -d' ' -f1 \
+		"$d/grow") ms at first, $grow ms at the end"
+}
+
 # ---- timer sweeps: 10 and 50 VMs with 5 devices each, nothing to do ----
 # Each VM holds 5 host devices of its own, so the host has 60 or 300 USB
 # entries (hubs and devices): each sweep reads its own tree.  The 10-VM
@@ -217,9 +269,10 @@ bench_burst() {
 command -v qemu-system-x86_64 > /dev/null || die "qemu-system-x86_64 missing (make deps)"
 command -v umockdev-run > /dev/null || die "umockdev-run missing (make deps)"
 echo "usbsync bench: $RUNS runs per case, $(nproc) CPUs, $(uname -r), $(qemu-system-x86_64 --version | head -1)"
-bench_one_vm
-bench_sweeps
-bench_burst
+# BENCH_CASES picks cases (the ratios to event-attach need "one_vm")
+for c in ${BENCH_CASES:-one_vm watch history sweeps burst}; do
+	"bench_$c"
+done
 # shellcheck disable=SC2059
 printf "$FORMAT\n" case runs median min max "peak RSS" qmp sysfs qmp sqlite note
 # shellcheck disable=SC2059
