@@ -186,6 +186,8 @@ static void json_item(FILE *f, const struct run *r, const struct vm_run *v, size
 	else
 		fputs("\"guest_port\":null,", f);
 	json_kv_str(f, "why", it->why[0] ? it->why : NULL, true);
+	json_kv_str(f, "via_connector", it->via_peer ? port_format(&it->via, port, sizeof port) : NULL,
+		    true);
 	json_kv_str(f, "result", out_item_result(r, v, i), true);
 	json_kv_str(f, "error", res->tried && !res->ok ? res->error : it->error ? it->why : NULL, false);
 	fputc('}', f);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "qmp/qmp.h"
+#include "reconcile/peer.h"
 #include "reconcile/port.h"
 #include "store/store.h"
 
@@ -430,7 +431,11 @@ static bool talk(struct run *r, struct eng *e)
 	t = run_clock_ms();
 	/* Without the host tree nothing can be decided: removing everything
 	 * because the tree looked empty would be the worst answer. */
-	if (!usbtree_read(&r->tree, &r->err))
+	/* Serials cost a read per device: only when some rule names one. */
+	unsigned what = config_needs_serial(&r->cfg) ? USBTREE_SERIAL : 0;
+	if (!usbtree_read_with(NULL, NULL, what, &r->tree, &r->err))
+		return false;
+	if (!peer_expand(&r->cfg, &r->tree, &r->err))
 		return false;
 	if (!(r->claims = calloc(r->tree.n + 1, sizeof *r->claims)))
 		return err_set(&r->err, ERR_NOMEM, "out of memory");

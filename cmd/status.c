@@ -30,6 +30,11 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 		else
 			snprintf(detail, sizeof detail, "%s%s", it->op == OP_DEL ? "would remove: " : "",
 				 out_escape(it->why));
+		if (it->via_peer) {
+			size_t len = strlen(detail);
+			snprintf(detail + len, sizeof detail - len, "%svia connector %s",
+				 len ? ", " : "", port_format(&it->via, port, sizeof port));
+		}
 		const struct item_result *res = &v->res[i];
 		table_row(t, it->has_port ? port_format(&it->port, port, sizeof port) : "",
 			  plan_state_name(it->state), out_escape(it->id),

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconcile/peer.h"
 #include "reconcile/port.h"
 
 /* "vm 100", "host", "hub", "excluded", "conflict: 100, 101" into buf. */
@@ -116,7 +117,8 @@ int cmd_tree(int argc, char **argv, const struct globals *g)
 			fprintf(stderr, "usbsync: warning: %s\n", out_escape(cfg.vms[i].err.msg));
 			rc = EXIT_USAGE;
 		}
-	if (!usbtree_read(&t, &e) || !(claims = calloc(t.n + 1, sizeof *claims))) {
+	if (!usbtree_read_with(NULL, NULL, USBTREE_SERIAL | USBTREE_PORTINFO, &t, &e) ||
+	    !peer_expand(&cfg, &t, &e) || !(claims = calloc(t.n + 1, sizeof *claims))) {
 		fprintf(stderr, "usbsync: %s\n", e.kind ? out_escape(e.msg) : "out of memory");
 		rc = EXIT_FAILED;
 	} else {

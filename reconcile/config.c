@@ -64,7 +64,22 @@ static bool parse_vidpid(const char *s, struct rule *r)
 	       parse_hex16(colon + 1, strlen(colon + 1), &r->pid);
 }
 
-#define EXPECTED "expected 'port BUS-PORT[.PORT]...', 'device VVVV:PPPP' or 'exclude port|device ...'"
+#define EXPECTED "expected 'port BUS-PORT[.PORT]...', 'device VVVV:PPPP [serial S]' or 'exclude port|device ...'"
+
+/* "serial S": S is one word (the split saw to that) of bounded length. */
+static bool parse_serial(char **w, struct rule *r, const char *where, struct err *e)
+{
+	char shown[96];
+	size_t n = strlen(w[1]);
+
+	if (strcmp(w[0], "serial") != 0)
+		return err_set(e, ERR_CONFIG, "%s: expected 'serial S' after the device, got '%s'",
+			       where, text_escape(shown, sizeof shown, w[0]));
+	if (n > CONFIG_SERIAL_MAX)
+		return err_set(e, ERR_CONFIG, "%s: serial longer than %d bytes", where, CONFIG_SERIAL_MAX);
+	memcpy(r->serial, w[1], n + 1);
+	return true;
+}
 
 /* Parse one line's words (comment and blanks already gone). */
 static bool parse_words(char **w, int nw, struct rule *r, const char *where,
@@ -86,10 +101,10 @@ static bool parse_words(char **w, int nw, struct rule *r, const char *where,
 		return err_set(e, ERR_CONFIG, "%s: bad port path '%s' (expected BUS-PORT[.PORT]..., e.g. 3-4.1)",
 			       where, text_escape(shown, sizeof shown, w[i + 1]));
 	}
-	if (nw - i == 2 && strcmp(w[i], "device") == 0) {
+	if ((nw - i == 2 || nw - i == 4) && strcmp(w[i], "device") == 0) {
 		r->kind = RULE_DEVICE;
 		if (parse_vidpid(w[i + 1], r))
-			return true;
+			return nw - i == 2 || parse_serial(w + i + 2, r, where, e);
 		return err_set(e, ERR_CONFIG, "%s: bad device '%s' (expected VVVV:PPPP in hex, e.g. 046d:c52b)",
 			       where, text_escape(shown, sizeof shown, w[i + 1]));
 	}
@@ -131,7 +146,7 @@ static bool push_rule(struct vm_config *vm, const struct rule *r,
 static bool parse_line(const char *raw, size_t len, unsigned lineno,
 		       const char *path, struct vm_config *vm, struct err *e)
 {
-	char where[PATH_MAX + 32], buf[CONFIG_LINE_MAX + 1], *w[4];
+	char where[PATH_MAX + 32], buf[CONFIG_LINE_MAX + 1], *w[6];
 	struct rule r = { .line = lineno };
 
 	snprintf(where, sizeof where, "%s:%u", path, lineno);
@@ -144,10 +159,10 @@ static bool parse_line(const char *raw, size_t len, unsigned lineno,
 	char *hash = strchr(buf, '#');
 	if (hash)
 		*hash = '\0';
-	int nw = split_words(buf, w, 3);
+	int nw = split_words(buf, w, 5);
 	if (nw == 0)
 		return true;
-	if (nw > 3)
+	if (nw > 5)
 		return err_set(e, ERR_CONFIG, "%s: too many words; %s", where, EXPECTED);
 	return parse_words(w, nw, &r, where, e) && push_rule(vm, &r, where, e);
 }
@@ -342,11 +357,21 @@ void config_clear(struct config *c)
 
 /* ---- matching --------------------------------------------------------- */
 
+/* Byte for byte, whole: a serial read cut to fit never matches. */
+static bool serial_matches(const struct rule *r, const struct usbdev *dev)
+{
+	size_t n = strlen(r->serial);
+
+	if (n == 0)
+		return true;
+	return dev->has_serial && dev->serial_len == n && memcmp(dev->serial, r->serial, n) == 0;
+}
+
 static bool rule_matches(const struct rule *r, const struct usbdev *dev)
 {
 	if (r->kind == RULE_PORT)
 		return port_within(&dev->port, &r->port);
-	return r->vid == dev->vid && r->pid == dev->pid;
+	return r->vid == dev->vid && r->pid == dev->pid && serial_matches(r, dev);
 }
 
 bool config_wants(const struct vm_config *vm, const struct usbdev *dev,
@@ -362,4 +387,31 @@ bool config_wants(const struct vm_config *vm, const struct usbdev *dev,
 	if (excluded)
 		*excluded = want && excl;
 	return want && !excl;
+}
+
+bool config_wanted_via(const struct vm_config *vm, const struct usbdev *dev, struct port *via)
+{
+	bool direct = false, peer = false;
+
+	if (!config_wants(vm, dev, NULL))
+		return false;
+	for (size_t i = 0; i < vm->nrules; i++) {
+		const struct rule *r = &vm->rules[i];
+		if (r->exclude || !rule_matches(r, dev))
+			continue;
+		if (!r->via_peer)
+			direct = true;
+		else if (!peer)
+			peer = true, *via = r->via;
+	}
+	return peer && !direct;
+}
+
+bool config_needs_serial(const struct config *c)
+{
+	for (size_t v = 0; v < c->nvms; v++)
+		for (size_t i = 0; c->vms[v].ok && i < c->vms[v].nrules; i++)
+			if (c->vms[v].rules[i].serial[0])
+				return true;
+	return false;
 }

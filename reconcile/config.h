@@ -5,10 +5,16 @@
  *     3-4                     same as "port 3-4"
  *     port 3-4                every non-hub device at or below port 3-4
  *     device 046d:c52b        that vendor:product wherever it is plugged
+ *     device 0403:6001 serial A10K3XQ   only the one with that serial number
  *     exclude port 3-4.1.4    never pass these through, even if another
  *     exclude device 0781:5567  line of this VM matches
  * The matching rule: a device belongs to a VM when one of the VM's
  * port/device lines matches it and none of its exclude lines does.
+ * A port line (and an exclude port line) names a physical connector: it
+ * covers the port, everything below it, and the same on the port's
+ * peer, the other bus's half of that connector (peer.h).
+ * A serial is one word of at most CONFIG_SERIAL_MAX bytes, compared byte
+ * for byte; a device without one never matches a serial rule.
  *
  * A file that cannot be trusted, read or parsed leaves its VM marked
  * !ok: callers must then leave that VM's devices exactly as they are.
@@ -29,6 +35,7 @@
 #define CONFIG_LINE_MAX 1024
 #define CONFIG_RULES_MAX 1024
 #define CONFIG_VMS_MAX 4096
+#define CONFIG_SERIAL_MAX 255
 
 enum rule_kind { RULE_PORT, RULE_DEVICE };
 
@@ -37,7 +44,12 @@ struct rule {
 	bool exclude;
 	struct port port;     /* RULE_PORT */
 	uint16_t vid, pid;    /* RULE_DEVICE */
+	char serial[CONFIG_SERIAL_MAX + 1]; /* RULE_DEVICE: "" any, else only this one */
 	unsigned line;
+	/* Not written but derived from the tree (peer.h): this port is the
+	 * peer of one that the port rule on `line`, naming `via`, covers. */
+	bool via_peer;
+	struct port via;
 };
 
 struct vm_config {
@@ -83,5 +95,14 @@ void config_clear(struct config *c);
  * and sets *excluded (if given). */
 bool config_wants(const struct vm_config *vm, const struct usbdev *dev,
 		  bool *excluded);
+
+/* True when `vm` wants `dev` through a peer of a port it names and no
+ * written line wants it directly: *via gets the port that line names
+ * ("via connector 3-4"). */
+bool config_wanted_via(const struct vm_config *vm, const struct usbdev *dev, struct port *via);
+
+/* True when some VM's rules name a serial number: only then need the
+ * tree be read with serials. */
+bool config_needs_serial(const struct config *c);
 
 #endif

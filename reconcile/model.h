@@ -35,6 +35,21 @@ enum usb_speed {
 
 #define USB_STR_MAX 256 /* product, manufacturer: raw bytes, untrusted */
 
+/* What the kernel knows of the connector a device sits on (its port
+ * device's attributes), for people choosing ports: never matched on.
+ * Each is the attribute's text (untrusted, bounded), "" when absent. */
+#define USBPORT_LOC_MAX 16
+struct usbport_info {
+	bool port_link;          /* the device links to its port device at all */
+	char connect_type[16];   /* "hotplug", "hardwired", "not used" */
+	char removable[16];      /* the device's: "removable", "fixed", "unknown" */
+	/* physical_location (ACPI _PLD) */
+	char panel[USBPORT_LOC_MAX];          /* "front", "back", "top", "left", ... */
+	char hpos[USBPORT_LOC_MAX];           /* horizontal_position: "left", "center", "right" */
+	char vpos[USBPORT_LOC_MAX];           /* vertical_position: "upper", "center", "lower" */
+	char dock[USBPORT_LOC_MAX], lid[USBPORT_LOC_MAX];  /* "yes", "no" */
+};
+
 /* One USB device of the host (never an interface, never a root hub). */
 struct usbdev {
 	struct port port;
@@ -44,6 +59,20 @@ struct usbdev {
 	enum usb_speed speed;
 	char product[USB_STR_MAX];      /* raw, may hold any byte but NUL */
 	char manufacturer[USB_STR_MAX];
+	/* The other half of this device's connector: the port the kernel
+	 * pairs its port with on the controller's other bus (its port
+	 * device's `peer` link), "4-4" for a device at 3-4.  has_peer is
+	 * false where the kernel links none (a USB 2 only port, an old
+	 * kernel). */
+	bool has_peer;
+	struct port peer;
+	/* The serial number, only when the tree was read with USBTREE_SERIAL:
+	 * raw bytes minus the trailing newline, cut to fit for display;
+	 * serial_len is the whole length, so a cut one never compares equal. */
+	bool has_serial;
+	uint16_t serial_len;
+	char serial[USB_STR_MAX];
+	struct usbport_info where;      /* only with USBTREE_PORTINFO */
 	/* Why the host uses this device's disk ("/dev/sdb1 on /mnt/backup"),
 	 * "" when it does not: such a device is never passed through. */
 	char in_use[160];

@@ -155,8 +155,10 @@ static bool plan_managed(struct ctx *c, const struct guest_dev *g)
 	} else if (why) {
 		snprintf(it->why, sizeof it->why, "%s", why);
 	}
-	if (dev && st != ITEM_STALE)
+	if (dev && st != ITEM_STALE) {
 		c->handled[dev - c->tree->devs] = true;
+		it->via_peer = config_wanted_via(&c->cfg->vms[c->vm], dev, &it->via);
+	}
 	/* Its port frees up once it is deleted. */
 	unsigned top = top_port(g->guest_port);
 	if (st == ITEM_STALE && g->bus < c->actual->nbuses && top)
@@ -290,6 +292,7 @@ static bool plan_wanted(struct ctx *c, size_t i)
 	it->has_port = true;
 	it->port = dev->port;
 	it->dev = dev;
+	it->via_peer = config_wanted_via(&c->cfg->vms[c->vm], dev, &it->via);
 	port_format_id(&dev->port, it->id, sizeof it->id);
 	return true;
 }

@@ -67,6 +67,9 @@ struct plan_item {
 	char id[QOM_NAME_MAX];      /* managed id: existing, or the one to add */
 	char bus[QOM_NAME_MAX];     /* OP_ADD: bus to add on */
 	unsigned guest_port;        /* OP_ADD: top-level port on that bus */
+	bool via_peer;              /* wanted only through the other half of a
+				     * connector this VM names: `via` */
+	struct port via;
 	bool error;                 /* the item cannot be carried out: see why */
 	char why[200];              /* short reason, for people */
 };

@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <libudev.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,15 @@
 #define ATTR_SPEED "speed"
 #define ATTR_PRODUCT "product"
 #define ATTR_MANUFACTURER "manufacturer"
+#define ATTR_SERIAL "serial"
+#define ATTR_REMOVABLE "removable"
+/* The device's link to its port device, and that port's link to its
+ * companion on the other bus (drivers/usb/core/port.c). */
+#define LINK_PORT "port"
+#define LINK_PEER "port/peer"
+#define PORT_CONNECT_TYPE "port/connect_type"
+#define PORT_LOCATION "port/physical_location/"
+#define PORT_NAME_SEP "-port"
 #define USB_CLASS_HUB 0x09
 
 /* Exactly `digits` hex digits (the kernel prints %04x / %02x). */
@@ -119,6 +130,37 @@ bool usbtree_parse_device(const char *sysname, usbtree_attr_fn get, void *ctx,
 	return true;
 }
 
+bool usbtree_parse_port_name(const char *name, struct port *out)
+{
+	const char *sep = NULL, *num;
+	char text[PORT_STR_MAX + 8];
+	int w;
+
+	for (const char *p = strstr(name, PORT_NAME_SEP); p; p = strstr(p + 1, PORT_NAME_SEP))
+		sep = p;
+	if (!sep || sep == name)
+		return false;
+	num = sep + strlen(PORT_NAME_SEP);
+	/* port_parse checks the result, so "usb4-port4" is "4-4" and "4-4.1-port2"
+	 * "4-4.1.2"; the root hub's name is usb<bus>. */
+	if (strncmp(name, "usb", 3) == 0)
+		w = snprintf(text, sizeof text, "%.*s-%s", (int)(sep - name - 3), name + 3, num);
+	else
+		w = snprintf(text, sizeof text, "%.*s.%s", (int)(sep - name), name, num);
+	return w > 0 && (size_t)w < sizeof text && port_parse(text, out);
+}
+
+void usbtree_set_serial(struct usbdev *d, const char *bytes, size_t len)
+{
+	if (len > 0 && bytes[len - 1] == '\n')
+		len--;
+	d->has_serial = true;
+	d->serial_len = (uint16_t)(len > UINT16_MAX ? UINT16_MAX : len);
+	len = len < sizeof d->serial - 1 ? len : sizeof d->serial - 1;
+	memcpy(d->serial, bytes, len);
+	d->serial[len] = '\0';
+}
+
 /* ---- sysfs -------------------------------------------------------------- */
 
 /* Every USB device, interface and root hub has an entry here; a device's
@@ -161,6 +203,63 @@ static const char *sysfs_attr(void *ctx, const char *attr)
 	return sd->buf;
 }
 
+/* The port device's peer, through the device's `port` link: one
+ * readlink.  A link whose name is not a port, or names the device's own
+ * port, counts as none. */
+static void read_peer(int fd, struct usbdev *d)
+{
+	char target[PATH_MAX];
+	ssize_t len = readlinkat(fd, LINK_PEER, target, sizeof target - 1);
+	const char *base;
+
+	if (len <= 0)
+		return;
+	target[len] = '\0';
+	base = strrchr(target, '/');
+	base = base ? base + 1 : target;
+	d->has_peer = usbtree_parse_port_name(base, &d->peer) && !port_equal(&d->peer, &d->port);
+}
+
+/* The serial attribute, whole: a USB string is at most 381 bytes of
+ * UTF-8 (MAX_USB_STRING_SIZE), more than sysfs_attr keeps. */
+static void read_serial(int dirfd, struct usbdev *d)
+{
+	char buf[512];
+	int fd = openat(dirfd, ATTR_SERIAL, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	ssize_t len;
+
+	if (fd < 0)
+		return;
+	do
+		len = read(fd, buf, sizeof buf);
+	while (len < 0 && errno == EINTR);
+	close(fd);
+	if (len >= 0)
+		usbtree_set_serial(d, buf, (size_t)len);
+}
+
+/* What `tree` shows of where the device's connector is. */
+static void read_portinfo(struct sysdev *sd, struct usbdev *d)
+{
+	static const struct { const char *name; size_t off; } loc[] = {
+		{ "panel", offsetof(struct usbport_info, panel) },
+		{ "horizontal_position", offsetof(struct usbport_info, hpos) },
+		{ "vertical_position", offsetof(struct usbport_info, vpos) },
+		{ "dock", offsetof(struct usbport_info, dock) },
+		{ "lid", offsetof(struct usbport_info, lid) },
+	};
+	struct usbport_info *w = &d->where;
+	char link[8], attr[64];
+
+	w->port_link = readlinkat(sd->fd, LINK_PORT, link, sizeof link) > 0;
+	copy_str(w->connect_type, sizeof w->connect_type, sysfs_attr(sd, PORT_CONNECT_TYPE));
+	copy_str(w->removable, sizeof w->removable, sysfs_attr(sd, ATTR_REMOVABLE));
+	for (size_t i = 0; w->port_link && i < sizeof loc / sizeof loc[0]; i++) {
+		snprintf(attr, sizeof attr, "%s%s", PORT_LOCATION, loc[i].name);
+		copy_str((char *)w + loc[i].off, USBPORT_LOC_MAX, sysfs_attr(sd, attr));
+	}
+}
+
 static int dev_order(const void *a, const void *b)
 {
 	return port_cmp(&((const struct usbdev *)a)->port, &((const struct usbdev *)b)->port);
@@ -182,7 +281,7 @@ static bool push(struct usbtree *t, const struct usbdev *d)
  * the host uses a disk of it: not only class 08 interfaces carry disks
  * (usb-storage's unusual_devs and the ums-* drivers bind vendor-class
  * ones, e.g. Realtek card readers). */
-static bool read_one(int dirfd, const char *name, struct usbtree *t,
+static bool read_one(int dirfd, const char *name, struct usbtree *t, unsigned what,
 		     const struct hostuse_paths *hp, const struct hostuse_disks *disks)
 {
 	struct sysdev sd = { .fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
@@ -194,6 +293,11 @@ static bool read_one(int dirfd, const char *name, struct usbtree *t,
 		return true;
 	}
 	if (usbtree_parse_device(name, sysfs_attr, &sd, &d, NULL) && sd.has_vid) {
+		read_peer(sd.fd, &d);
+		if (what & USBTREE_SERIAL)
+			read_serial(sd.fd, &d);
+		if (what & USBTREE_PORTINFO)
+			read_portinfo(&sd, &d);
 		if (!d.hub && hostuse_disks_may_have(disks, name))
 			hostuse_check_at(hp, sd.fd, name, disks, d.in_use, sizeof d.in_use);
 		ok = push(t, &d);
@@ -207,6 +311,13 @@ static bool read_one(int dirfd, const char *name, struct usbtree *t,
 bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct usbtree *out,
 		     struct err *e)
 {
+	return usbtree_read_with(sysfs, hp, 0, out, e);
+}
+
+bool usbtree_read_with(const char *sysfs, const struct hostuse_paths *hp, unsigned what,
+		       struct usbtree *out, struct err *e)
+{
+	struct hostuse_paths real;
 	char dir[PATH_MAX];
 	struct hostuse_disks *disks;
 	struct dirent *de;
@@ -214,6 +325,12 @@ bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct u
 	bool ok = true;
 
 	memset(out, 0, sizeof *out);
+	if (!sysfs)
+		sysfs = "/sys";
+	if (!hp) {
+		hostuse_paths_default(&real);
+		hp = &real;
+	}
 	if (snprintf(dir, sizeof dir, "%s%s", sysfs, USB_DEVICES_DIR) >= (int)sizeof dir)
 		return err_set(e, ERR_IO, "sysfs path '%.64s...' too long", sysfs);
 	if (!(d = opendir(dir))) {
@@ -235,7 +352,7 @@ bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct u
 		struct port p;
 		if (!port_parse(de->d_name, &p))
 			continue;
-		if (!read_one(dirfd(d), de->d_name, out, hp, disks))
+		if (!read_one(dirfd(d), de->d_name, out, what, hp, disks))
 			ok = err_set(e, ERR_NOMEM, "more than %d USB devices, or out of memory",
 				     USBTREE_DEVS_MAX);
 	}
@@ -250,10 +367,7 @@ bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct u
 
 bool usbtree_read(struct usbtree *out, struct err *e)
 {
-	struct hostuse_paths hp;
-
-	hostuse_paths_default(&hp);
-	return usbtree_read_at("/sys", &hp, out, e);
+	return usbtree_read_with(NULL, NULL, 0, out, e);
 }
 
 void usbtree_clear(struct usbtree *t)

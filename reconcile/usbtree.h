@@ -41,7 +41,28 @@ bool usbtree_read(struct usbtree *out, struct err *e);
 bool usbtree_read_at(const char *sysfs, const struct hostuse_paths *hp, struct usbtree *out,
 		     struct err *e);
 
+/* What to read beyond each device's own attributes and its port's peer
+ * (one readlink a device, always read: rules cover connectors).  Each
+ * costs system calls per device, so callers ask only for what they use. */
+#define USBTREE_SERIAL 1u    /* the serial number (serial rules, tree) */
+#define USBTREE_PORTINFO 2u  /* struct usbport_info (tree) */
+
+/* usbtree_read_at reading `what` too; sysfs NULL is "/sys", hp NULL the
+ * real paths. */
+bool usbtree_read_with(const char *sysfs, const struct hostuse_paths *hp, unsigned what,
+		       struct usbtree *out, struct err *e);
+
 void usbtree_clear(struct usbtree *t);
+
+/* The port a port device's name stands for: "usb4-port4" (a root port)
+ * is 4-4, "4-4.1-port2" (port 2 of hub 4-4.1) is 4-4.1.2.  False for
+ * anything else, or a path deeper than PORT_DEPTH_MAX. */
+bool usbtree_parse_port_name(const char *name, struct port *out);
+
+/* Keep `len` raw bytes of a serial attribute in d: one trailing newline
+ * cut, the rest byte for byte (cut to fit d->serial; serial_len keeps
+ * the whole length). */
+void usbtree_set_serial(struct usbdev *d, const char *bytes, size_t len);
 
 /* The device at exactly port p, or NULL.  Borrowed from t. */
 const struct usbdev *usbtree_find(const struct usbtree *t, const struct port *p);

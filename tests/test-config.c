@@ -8,6 +8,7 @@
 
 #include "reconcile/config.h"
 #include "reconcile/port.h"
+#include "reconcile/usbtree.h"
 
 static bool parse(const char *text, struct vm_config *vm, struct err *e)
 {
@@ -61,7 +62,7 @@ Test(config, syntax_errors_name_file_line_and_expectation)
 		{ "device 046d-c52b\n", "bad device" },
 		{ "exclude 3-4\n", "100.usb.conf:1: expected" },
 		{ "port 3-4 3-5\n", "100.usb.conf:1: expected" },
-		{ "port 3-4 extra words here\n", "too many words" },
+		{ "port 3-4 extra words here and more\n", "too many words" },
 		{ "3-4\n\n\nport 1-1\x1b[2J\n", "100.usb.conf:4: bad port path '1-1\\x1b[2J'" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -117,6 +118,98 @@ Test(config, exclude_device_beats_port_rule)
 	cr_expect(!config_wants(&vm, &disk, &ex));
 	cr_expect(ex);
 	free(vm.rules);
+}
+
+/* ---- serial numbers ---- */
+
+static struct usbdev with_serial(const char *serial)
+{
+	struct usbdev d = dev("3-1", 0x0403, 0x6001, false);
+	if (serial)
+		usbtree_set_serial(&d, serial, strlen(serial));
+	return d;
+}
+
+Test(config, serial_rules_parse_as_one_word_after_the_device)
+{
+	struct vm_config vm;
+	struct err e = { 0 };
+	cr_assert(parse("device 0403:6001 serial A10K3XQ\nexclude device 0403:6001 serial B-7\n",
+			&vm, &e), "%s", e.msg);
+	cr_assert_eq(vm.nrules, 2);
+	cr_expect_str_eq(vm.rules[0].serial, "A10K3XQ");
+	cr_expect(vm.rules[1].exclude);
+	cr_expect_str_eq(vm.rules[1].serial, "B-7");
+	free(vm.rules);
+	char line[400];
+	memset(line, 0, sizeof line);
+	strcpy(line, "device 0403:6001 serial ");
+	memset(line + strlen(line), 'S', CONFIG_SERIAL_MAX);
+	cr_expect(parse(line, &vm, &e), "a %d-byte serial is fine: %s", CONFIG_SERIAL_MAX, e.msg);
+	free(vm.rules);
+	strcat(line, "S");
+	cr_expect(!parse(line, &vm, &e));
+	cr_expect(strstr(e.msg, "100.usb.conf:1: serial longer than 255 bytes"), "%s", e.msg);
+}
+
+Test(config, serial_rule_errors_say_what_was_expected)
+{
+	static const struct { const char *text, *want; } cases[] = {
+		{ "device 0403:6001 serial\n", "expected 'port" },
+		{ "device 0403:6001 serail X\n", "expected 'serial S' after the device, got 'serail'" },
+		{ "device 0403:6001 serial A B\n", "expected 'port" },
+		{ "port 3-4 serial A\n", "expected 'port" },
+		{ "device 0403:6001 seri\x1b[2J x\n", "got 'seri\\x1b[2J'" },
+		{ "device 0403:600 serial A\n", "bad device '0403:600'" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct vm_config vm;
+		struct err e = { 0 };
+		cr_expect(!parse(cases[i].text, &vm, &e), "accepted %s", cases[i].text);
+		cr_expect(strstr(e.msg, cases[i].want), "case %zu: '%s' lacks '%s'", i, e.msg, cases[i].want);
+	}
+}
+
+Test(config, serial_rules_match_byte_for_byte_and_never_without_a_serial)
+{
+	struct vm_config vm;
+	cr_assert(parse("device 0403:6001 serial A10K\n", &vm, NULL));
+	struct usbdev same = with_serial("A10K\n"), none = with_serial(NULL),
+		      longer = with_serial("A10K2"), lower = with_serial("a10k"),
+		      empty = with_serial(""), twice = with_serial("A10K\n\n");
+	cr_expect(config_wants(&vm, &same, NULL), "the attribute's trailing newline is not part of it");
+	cr_expect(!config_wants(&vm, &none, NULL), "no serial never matches");
+	cr_expect(!config_wants(&vm, &longer, NULL));
+	cr_expect(!config_wants(&vm, &lower, NULL), "byte for byte, not case-folded");
+	cr_expect(!config_wants(&vm, &empty, NULL));
+	cr_expect(!config_wants(&vm, &twice, NULL), "only one newline is the kernel's");
+	free(vm.rules);
+}
+
+Test(config, a_serial_cut_to_fit_never_matches_its_prefix)
+{
+	struct vm_config vm;
+	char rule[400], serial[400];
+	memset(serial, 'S', 300);
+	serial[300] = '\0';
+	struct usbdev d = with_serial(serial);
+	cr_expect_eq(d.serial_len, 300);
+	cr_expect_eq(strlen(d.serial), USB_STR_MAX - 1);
+	snprintf(rule, sizeof rule, "device 0403:6001 serial %.255s\n", serial);
+	cr_assert(parse(rule, &vm, NULL));
+	cr_expect(!config_wants(&vm, &d, NULL));
+	free(vm.rules);
+}
+
+Test(config, needs_serial_only_when_some_rule_names_one)
+{
+	struct config c = { 0 };
+	long a = config_add_vm(&c, "100"), b = config_add_vm(&c, "101");
+	cr_assert(config_parse("port 3-4\ndevice 0403:6001\n", 26, "f", &c.vms[a], NULL));
+	cr_expect(!config_needs_serial(&c));
+	cr_assert(config_parse("exclude device 0403:6001 serial X\n", 34, "f", &c.vms[b], NULL));
+	cr_expect(config_needs_serial(&c));
+	config_clear(&c);
 }
 
 Test(config, vm_names)

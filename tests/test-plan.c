@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reconcile/peer.h"
 #include "reconcile/plan.h"
 #include "reconcile/port.h"
 
@@ -42,6 +43,15 @@ static void host(const char *spec)
 	d->vid = (uint16_t)vid, d->pid = (uint16_t)pid, d->cls = (uint8_t)cls, d->hub = cls == 9;
 	d->speed = usbtree_parse_speed(speed);
 	snprintf(d->product, sizeof d->product, "dev %s", port);
+	/* Optional after those: "peer=4-4", "serial=A1" */
+	const char *peer = strstr(spec, " peer="), *serial = strstr(spec, " serial=");
+	if (peer) {
+		char text[40];
+		cr_assert_eq(sscanf(peer, " peer=%39s", text), 1);
+		cr_assert((d->has_peer = port_parse(text, &d->peer)), "%s", spec);
+	}
+	if (serial)
+		usbtree_set_serial(d, serial + 8, strcspn(serial + 8, " "));
 }
 
 /* Hosts must be given in port order, as usbtree_read returns them. */
@@ -106,6 +116,7 @@ static void plan_for(const char *name)
 	plan_clear(&F.plan);
 	for (size_t k = 1; k < F.tree.n; k++)
 		cr_assert_lt(port_cmp(&F.tree.devs[k - 1].port, &F.tree.devs[k].port), 0, "fixture out of order");
+	cr_assert(peer_expand(&F.cfg, &F.tree, &e), "%s", e.msg);
 	plan_claims(&F.cfg, &F.tree, F.claims);
 	long i = config_find(&F.cfg, name);
 	cr_assert_geq(i, 0);
@@ -510,4 +521,76 @@ Test(plan, vm_without_usb_buses_is_planned_without_memcpy_from_null)
 	plan_for("100");
 	cr_expect_str_eq(summary(), "missing usbhost3-4.4");
 	cr_expect(F.plan.items[0].error);
+}
+
+/* ---- connectors and serial numbers ---- */
+
+Test(plan, a_usb3_stick_in_a_named_connector_is_added_where_it_really_is_via_the_connector)
+{
+	host("3-4 05e3:0610 09 480 peer=4-4");
+	host("4-4 05e3:0620 09 5000 peer=3-4");
+	host("4-4.2 0781:5581 00 5000 peer=3-4.2");
+	vm("100", "port 3-4\n");
+	xhci("xhci.0", 4, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost4-4.2@xhci.0:4");
+	const struct plan_item *it = item("usbhost4-4.2");
+	char p[PORT_STR_MAX];
+	cr_expect(it->via_peer);
+	cr_expect_str_eq(port_format(&it->via, p, sizeof p), "3-4");
+}
+
+Test(plan, an_attached_device_reached_through_a_peer_stays_and_says_via)
+{
+	host("4-4 0781:5581 00 5000 peer=3-4");
+	vm("100", "port 3-4\n");
+	xhci("xhci.0", 4, 4);
+	guest("usbhost4-4", 4, 4, "4");
+	plan_for("100");
+	cr_expect_str_eq(summary(), "attached usbhost4-4");
+	cr_expect(item("usbhost4-4")->via_peer);
+}
+
+Test(plan, a_device_named_directly_is_not_via_a_connector)
+{
+	host("3-4 0781:5581 00 480 peer=4-4");
+	vm("100", "port 4-4\nport 3-4\n");
+	xhci("xhci.0", 4, 4);
+	plan_for("100");
+	cr_expect(!item("usbhost3-4")->via_peer);
+}
+
+Test(plan, two_vms_each_naming_one_twin_by_serial_is_no_conflict)
+{
+	host("3-1 0403:6001 00 12 serial=AAA1");
+	host("3-2 0403:6001 00 12 serial=BBB2");
+	host("3-3 0403:6001 00 12");
+	vm("100", "device 0403:6001 serial BBB2\n");
+	vm("101", "device 0403:6001 serial AAA1\n");
+	xhci("xhci.0", 4, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-2@xhci.0:4");
+	plan_for("101");
+	cr_expect_str_eq(summary(), "add usbhost3-1@xhci.0:4", "the twin without a serial goes nowhere");
+}
+
+Test(plan, a_serial_rule_and_a_plain_device_rule_on_one_twin_conflict)
+{
+	host("3-1 0403:6001 00 12 serial=AAA1");
+	host("3-2 0403:6001 00 12 serial=BBB2");
+	vm("100", "device 0403:6001\n");
+	vm("101", "device 0403:6001 serial AAA1\n");
+	xhci("xhci.0", 4, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-2@xhci.0:4; conflict usbhost3-1");
+}
+
+Test(plan, excluding_a_twin_by_serial_keeps_the_other)
+{
+	host("3-1 0403:6001 00 12 serial=AAA1");
+	host("3-2 0403:6001 00 12 serial=BBB2");
+	vm("100", "port 3-1\nport 3-2\nexclude device 0403:6001 serial AAA1\n");
+	xhci("xhci.0", 4, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-2@xhci.0:4");
 }

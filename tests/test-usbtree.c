@@ -99,7 +99,112 @@ Test(usbtree, keeps_hostile_strings_byte_exact_and_reads_bad_ids_as_zero)
 	cr_expect_eq(at("5-3")->vid, 0, "a malformed idVendor must not become a number");
 }
 
+static void load_with(const char *name, unsigned what)
+{
+	char path[256];
+	GError *error = NULL;
+	struct err e = { 0 };
+
+	bed = umockdev_testbed_new();
+	snprintf(path, sizeof path, "tests/trees/%s.umockdev", name);
+	cr_assert(umockdev_testbed_add_from_file(bed, path, &error), "%s: %s", path,
+		  error ? error->message : "?");
+	cr_assert(usbtree_read_with(NULL, NULL, what, &tree, &e), "%s", e.msg);
+}
+
+static const char *peer_of(const char *port)
+{
+	static char buf[PORT_STR_MAX];
+	const struct usbdev *d = at(port);
+	return d->has_peer ? port_format(&d->peer, buf, sizeof buf) : "none";
+}
+
+Test(usbtree, reads_each_ports_peer_through_its_links_and_skips_port_devices)
+{
+	load_with("connectors", 0);
+	cr_expect_str_eq(ports(), "3-3 3-4(hub) 3-4.1 3-5 3-6 4-2 4-4(hub) 4-4.2");
+	cr_expect_str_eq(peer_of("3-4"), "4-4");
+	cr_expect_str_eq(peer_of("4-4"), "3-4");
+	cr_expect_str_eq(peer_of("4-4.2"), "3-4.2", "a USB 3 hub's ports are paired");
+	cr_expect_str_eq(peer_of("3-4.1"), "4-4.1");
+	cr_expect_str_eq(peer_of("4-2"), "3-7", "peer numbers need not match");
+	cr_expect_str_eq(peer_of("3-3"), "none", "a port without a peer link");
+	cr_expect(!at("4-4.2")->has_serial, "serials are read only when asked for");
+	cr_expect_str_eq(at("4-4.2")->where.connect_type, "", "so is where the port is");
+}
+
+Test(usbtree, a_kernel_without_peer_links_gives_no_peers)
+{
+	load_with("connectors-nopeer", USBTREE_PORTINFO);
+	for (size_t i = 0; i < tree.n; i++)
+		cr_expect(!tree.devs[i].has_peer);
+	cr_expect(at("3-4")->where.port_link, "the port link is still there");
+}
+
+Test(usbtree, reads_serials_when_asked_and_tells_none_from_empty)
+{
+	load_with("connectors", USBTREE_SERIAL);
+	cr_expect(at("3-5")->has_serial);
+	cr_expect_str_eq(at("3-5")->serial, "A10K3XQ1", "without the trailing newline");
+	cr_expect_eq(at("3-5")->serial_len, 8);
+	cr_expect_str_eq(at("3-6")->serial, "B20M7ZP2");
+	cr_expect(!at("3-3")->has_serial, "no serial attribute");
+}
+
+Test(usbtree, reads_where_each_port_is_when_asked)
+{
+	load_with("connectors", USBTREE_PORTINFO);
+	const struct usbport_info *w = &at("3-4")->where;
+	cr_expect(w->port_link);
+	cr_expect_str_eq(w->connect_type, "hotplug");
+	cr_expect_str_eq(w->removable, "removable");
+	cr_expect_str_eq(w->panel, "front");
+	cr_expect_str_eq(w->hpos, "left");
+	cr_expect_str_eq(w->vpos, "upper");
+	cr_expect_str_eq(w->dock, "no");
+	cr_expect_str_eq(w->lid, "no");
+	cr_expect_str_eq(at("3-3")->where.connect_type, "hardwired");
+	cr_expect_str_eq(at("3-3")->where.removable, "fixed");
+	cr_expect_str_eq(at("3-3")->where.panel, "", "no physical_location");
+}
+
 /* ---- the pure reader ---- */
+
+Test(usbtree_parse, port_device_names_map_to_ports)
+{
+	static const struct { const char *name, *port; } cases[] = {
+		{ "usb4-port4", "4-4" }, { "usb3-port7", "3-7" }, { "4-4-port2", "4-4.2" },
+		{ "10-1.12-port3", "10-1.12.3" }, { "usb12-port15", "12-15" },
+		{ "1-1.1.1.1.1.1-port7", "1-1.1.1.1.1.1.7" },
+		{ "usb4-port0", NULL }, { "usb4-port", NULL }, { "4-port2", NULL },
+		{ "usb-port2", NULL }, { "usb04-port2", NULL }, { "4-4-port02", NULL },
+		{ "4-4-port2x", NULL }, { "-port2", NULL }, { "4-4", NULL }, { "", NULL },
+		{ "1-1.1.1.1.1.1.1-port7", NULL }, { "usb4-port256", NULL },
+		{ "usbx-port1", NULL }, { "4-4:1.0-port2", NULL },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct port p;
+		char buf[PORT_STR_MAX];
+		bool ok = usbtree_parse_port_name(cases[i].name, &p);
+		if (!cases[i].port)
+			cr_expect(!ok, "'%s' accepted as %s", cases[i].name, port_format(&p, buf, sizeof buf));
+		else if (!ok)
+			cr_expect_fail("'%s' refused", cases[i].name);
+		else
+			cr_expect_str_eq(port_format(&p, buf, sizeof buf), cases[i].port, "%s", cases[i].name);
+	}
+}
+
+Test(usbtree_parse, a_serial_keeps_every_byte_but_one_trailing_newline)
+{
+	struct usbdev d = { 0 };
+	usbtree_set_serial(&d, "A B\t\x1b\n\n", 7);
+	cr_expect(d.has_serial);
+	cr_expect_eq(d.serial_len, 6);
+	cr_expect_eq(memcmp(d.serial, "A B\t\x1b\n", 7), 0);
+	usbtree_set_serial(&d, "", 0);
+	cr_expect(d.has_serial && d.serial_len == 0, "an empty serial is still one");
+}
 
 static const char *table_get(void *ctx, const char *attr)
 {

@@ -33,6 +33,10 @@ static struct usbdev device_for(const struct rule *r)
 		check(port_parse("1-1", &d.port));
 		d.vid = r->vid;
 		d.pid = r->pid;
+		/* A serial rule names the device with that serial. */
+		d.has_serial = r->serial[0] != '\0';
+		d.serial_len = (uint16_t)strlen(r->serial);
+		memcpy(d.serial, r->serial, d.serial_len + 1u);
 	}
 	return d;
 }
