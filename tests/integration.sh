@@ -547,12 +547,15 @@ test_tree_shows_the_hub_tree_and_who_gets_each_device() {
 	conf 101 "device 046d:0825"
 	us tree
 	expect_rc 0
-	expect_in "$OUT" "bus 3" "bus header"
-	expect_in "$OUT" "    3-4.1      05e3:0608  480M   USB2.0 Hub" "hub indented under its parent"
-	expect_in "$OUT" "      3-4.1.2  04d9:0169  1.5M   USB Keyboard    Holtek Semiconductor, Inc.  vm 100" "claimed device"
+	expect_in "$OUT" "connector 3-4 = 4-4" "connector header: the port and its peer"
+	expect_in "$OUT" "  3-4                4-4   05e3:0608  480M   USB2.0 Hub" "the port's peer on its line"
+	expect_in "$OUT" "    3-4.1            -     05e3:0608  480M   USB2.0 Hub" "hub indented under its parent"
+	expect_in "$OUT" "      3-4.1.2        -     04d9:0169  1.5M   USB Keyboard    Holtek Semiconductor, Inc.  -                     vm 100" "claimed device"
 	expect_in "$OUT" "excluded" "exclude"
 	expect_in "$OUT" "conflict: 100, 101" "conflict"
-	expect_in "$OUT" "  1-2          0bda:0129  480M   USB2.0-CRW      Generic                     host" "host device"
+	expect_in "$OUT" "  1-2                -     0bda:0129  480M   USB2.0-CRW      Generic                     20100201396000000     host" "host device, with its serial"
+	expect_in "$OUT" "3-4 = 4-4  hotplug    removable  front panel, left, upper" "where the connector is"
+	expect_in "$OUT" "1-2        hardwired" "a port without a peer"
 	us tree --json
 	echo "$OUT" | python3 -c '
 import json, sys
@@ -561,6 +564,10 @@ assert t["3-4.1.1"]["claim"] == "vm 100", t["3-4.1.1"]
 assert t["3-4"]["claim"] == "hub" and t["3-4"]["hub"]
 assert t["3-4.4"]["claim"] == "conflict: 100, 101"
 assert t["3-4.1.2"]["speed"] == "1.5M" and t["3-4.1.2"]["depth"] == 3
+assert t["3-4"]["peer"] == "4-4" and t["3-4.1.4"]["connector"] == ["3-4", "4-4"]
+assert t["3-4"]["where"]["panel"] == "front" and t["3-4"]["where"]["connect_type"] == "hotplug"
+assert t["3-4.1.4"]["serial"] == "4C530001131004116433" and t["1-1"]["serial"] is None
+assert t["1-2"]["connector"] == ["1-2"] and t["1-2"]["peer"] is None
 ' || fail "tree --json: $OUT"
 	TREE=$TREES/hostile.umockdev
 	us tree
@@ -883,6 +890,60 @@ test_a_disk_the_host_has_mounted_is_never_passed_through() {
 	us reconcile
 	expect_rc 0
 	expect_eq "$(usb_ids 100)" "usbhost4-1 usbhost4-3" "attached once unmounted"
+}
+
+# ---- connectors (port peers) and serial numbers: tests/trees/connectors.umockdev
+
+test_usb3_stick_in_a_claimed_connector_is_attached_where_it_really_is() {
+	TREE=$TREES/connectors.umockdev
+	vm_start 100
+	conf 100 "port 3-4"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1 usbhost4-4.2" "both halves of the hub in connector 3-4"
+	expect_in "$(usb 100)" "usbhost4-4.2 4 4.2 xhci.0" "QEMU holds the stick on bus 4, port 4.2"
+	us status
+	expect_rc 0
+	expect_in "$OUT" "via connector 3-4" "status says how 4-4.2 was reached"
+	us status --json
+	expect_in "$OUT" '"via_connector":"3-4"' "status --json too"
+}
+
+test_excluding_a_port_excludes_its_peer_and_unequal_peers_are_followed() {
+	TREE=$TREES/connectors.umockdev
+	vm_start 100
+	vm_start 101
+	conf 100 $'port 4-4\nexclude port 3-4.2'
+	conf 101 "port 3-7"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1" "4-4.2 is excluded through its peer 3-4.2"
+	expect_eq "$(usb_ids 101)" "usbhost4-2" "3-7's peer is 4-2"
+}
+
+test_a_serial_rule_gives_each_twin_to_its_vm() {
+	TREE=$TREES/connectors.umockdev
+	vm_start 100
+	vm_start 101
+	conf 100 "device 0403:6001 serial B20M7ZP2"
+	conf 101 "device 0403:6001 serial A10K3XQ1"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-6" "the twin with serial B20M7ZP2"
+	expect_eq "$(usb_ids 101)" "usbhost3-5" "the twin with serial A10K3XQ1"
+	us tree
+	expect_in "$OUT" "A10K3XQ1" "tree shows serials"
+}
+
+test_without_peer_links_a_port_rule_covers_only_its_bus() {
+	TREE=$TREES/connectors-nopeer.umockdev
+	vm_start 100
+	conf 100 "port 3-4"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1" "nothing on bus 4"
+	us tree
+	expect_in "$OUT" "no peer links" "tree says the kernel gives none"
 }
 
 # ---- runner ------------------------------------------------------------------
