@@ -100,7 +100,8 @@ bench_one_vm() {
 	local d
 	d=$(case_dir one)
 	use "$d"
-	vm_start "$d" 100
+	vm_start "$d" 100 -device qemu-xhci,id=xhci -msg timestamp=on \
+		-trace enable=usb_port_claim -D "$d/trace.log"
 	echo "3-4" > "$d/cfg/100.usb.conf"
 	umockdev-run -d "$BLOG" -- "$BIN" reconcile > /dev/null || die "setup: first reconcile failed"
 	[ "$("$PEEK" "$d/qmp/100.qmp" usb | wc -l)" = 4 ] || die "setup: 4 devices expected"
@@ -111,7 +112,7 @@ bench_one_vm() {
 		-- "$BIN" reconcile --stats > "$d/noop.res"
 	ACTION=add DEVPATH=$DEVPATH_BLOG/3-4.4 "$TIMEIT" -n $RUNS -o "$d/attach.out" \\
 		-b '"$PEEK" "$d/qmp/100.qmp" run "{\\"execute\\":\\"device_del\\",\\"arguments\\":{\\"id\\":\\"usbhost3-4.4\\"}}" > /dev/null' \\
-		-- "$BIN" reconcile --stats > "$d/attach.res"
+		-t "$d/attach.stamps" -- "$BIN" reconcile --stats > "$d/attach.res"
 	"$TIMEIT" -n $RUNS -o "$d/full.out" -- "$BIN" reconcile --trigger manual --stats > "$d/full.res"
 	EOF
 	umockdev-run -d "$BLOG" -- bash "$d/loop.sh"
@@ -121,9 +122,23 @@ bench_one_vm() {
 	row floor "$d/floor.res" "" 2 "connect, greeting, capabilities, qom-list"
 	row start-only "$d/start.res" "" 0 "usbsync --help: exec, dynamic linking, exit"
 	row event-noop "$d/noop.res" "$d/noop.out" "" "$(ratio "$NOOP_MS" "$FLOOR_MS") x floor"
+	INVM_MS=$(in_vm "$d/attach.stamps" "$d/trace.log")
 	row event-attach "$d/attach.res" "$d/attach.out" "" \
-		"$(ratio "$ATTACH_MS" "$FLOOR_MS") x floor, device_add included"
+		"$(ratio "$ATTACH_MS" "$FLOOR_MS") x floor, device_add included; device on its guest port $INVM_MS ms after the fork (median), $(ratio "$INVM_MS" "$FLOOR_MS") x floor"
 	row full-noop "$d/full.res" "$d/full.out" "" "manual run (audit), 4 managed devices"
+}
+
+# in_vm STAMPS TRACE: median ms from each run's start (timeit -t) to the
+# first guest port QEMU claimed after it (its trace log)
+in_vm() {
+	python3 - "$1" "$2" <<-'EOF'
+	import sys
+	starts = [float(l) for l in open(sys.argv[1])]
+	claims = sorted(float(l.split("@", 1)[1].split(":", 1)[0])
+	                for l in open(sys.argv[2], errors="replace") if ":usb_port_claim " in l)
+	d = sorted(min((c for c in claims if c > s), default=s) - s for s in starts)
+	print("%.2f" % (d[len(d) // 2] * 1000 if d else 0))
+	EOF
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }

@@ -1,13 +1,15 @@
 /* timeit.c - run a command N times and print its wall time and peak RSS.
  *
- *   timeit [-n RUNS] [-w WARMUP] [-p COPIES] [-b SHELL-CMD] [-o FILE] -- CMD [ARG...]
+ *   timeit [-n RUNS] [-w WARMUP] [-p COPIES] [-b SHELL-CMD] [-o FILE] [-t FILE] -- CMD [ARG...]
  *
  * Prints one line: "RUNS MEDIAN_MS MIN_MS MAX_MS PEAK_RSS_KIB FAILED".
  * -p starts COPIES of the command at once per run (a burst of udev
  * events) and times from the last start to the last exit; -b runs a shell
  * command before each run, untimed (to undo what the last run did); -o
  * keeps the last run's stdout and stderr in FILE (FILE.1 .. FILE.COPIES
- * with -p), otherwise they go to /dev/null.  Run it inside one
+ * with -p), otherwise they go to /dev/null.  -t appends each timed run's
+ * start (CLOCK_REALTIME, seconds, the clock of QEMU's trace log) to FILE,
+ * one a line, so the bench can tell when QEMU did what the run asked.  Run it inside one
  * umockdev-run, so that start-up (~70 ms) is paid once, not per run.
  */
 #include <fcntl.h>
@@ -96,27 +98,40 @@ static int run_one(char **argv, const char *out, double *ms, long *rss_kib)
 	return failed;
 }
 
+static void stamp(const char *path)
+{
+	FILE *f = fopen(path, "a");
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (f) {
+		fprintf(f, "%lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+		fclose(f);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static double ms[RUNS_MAX];
-	const char *before = NULL, *out = NULL;
+	const char *before = NULL, *out = NULL, *stamps = NULL;
 	int runs = 20, warmup = 2, copies = 1, failed = 0, c;
 	long peak = 0;
 
-	while ((c = getopt(argc, argv, "+n:w:p:b:o:")) != -1) {
+	while ((c = getopt(argc, argv, "+n:w:p:b:o:t:")) != -1) {
 		switch (c) {
 		case 'n': runs = atoi(optarg); break;
 		case 'w': warmup = atoi(optarg); break;
 		case 'p': copies = atoi(optarg); break;
 		case 'b': before = optarg; break;
 		case 'o': out = optarg; break;
+		case 't': stamps = optarg; break;
 		default: return 2;
 		}
 	}
 	if (optind >= argc || runs < 1 || runs > RUNS_MAX || warmup < 0 || copies < 1 ||
 	    copies > COPIES_MAX) {
 		fprintf(stderr, "usage: timeit [-n RUNS] [-w WARMUP] [-p COPIES] [-b CMD] [-o FILE]"
-			" -- CMD...\n");
+			" [-t FILE] -- CMD...\n");
 		return 2;
 	}
 	for (int i = -warmup; i < runs; i++) {
@@ -126,6 +141,8 @@ int main(int argc, char **argv)
 
 		if (before && system(before) != 0)
 			fprintf(stderr, "timeit: -b command failed\n");
+		if (stamps && i >= 0)
+			stamp(stamps);
 		bad = copies > 1 ? run_once(argv + optind, out, copies, &t, &rss)
 				 : run_one(argv + optind, out, &t, &rss);
 		if (i < 0)
