@@ -99,7 +99,7 @@ struct run {
 	bool apply;              /* false: plan only (dry run, status) */
 	bool all;                /* also every VM with a QMP socket but no config */
 	bool quick;              /* a udev event: trust managed ids, read more
-				    only to add (qmp.h, ACTUAL_IDS) */
+				    only to add (actual.h, ACTUAL_IDS) */
 	struct config cfg;
 	struct usbtree tree;
 	struct claim *claims;    /* one per tree device */

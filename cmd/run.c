@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "qmp/qmp.h"
+#include "reconcile/actual.h"
 #include "reconcile/peer.h"
 #include "reconcile/port.h"
 #include "store/store.h"
@@ -149,7 +150,7 @@ static void close_vm(struct eng *e, size_t i)
 	st = qmp_get_stats(e->q[i]);
 	e->r->stats.qmp_commands += st->commands;
 	e->r->stats.qmp_bytes += st->bytes_read;
-	e->r->stats.qmp_fallbacks += st->fallbacks;
+	e->r->stats.qmp_fallbacks += actual_get_fallbacks(e->q[i]);
 	e->r->stats.qmp_sessions++;
 	qmp_close(e->q[i]);
 	e->q[i] = NULL;
@@ -182,7 +183,7 @@ static void start_vm(struct eng *e, size_t i)
 		return;
 	}
 	v->state = VM_FAILED; /* until it is read */
-	qmp_queue_read(e->q[i], e->r->quick ? ACTUAL_IDS : ACTUAL_DEVICES, &v->actual);
+	actual_queue_read(e->q[i], e->r->quick ? ACTUAL_IDS : ACTUAL_DEVICES, &v->actual);
 	e->x[i].step = STEP_READ;
 	e->reading++;
 }
@@ -218,7 +219,7 @@ static bool queue_dels(struct eng *e, size_t i)
 	for (size_t k = 0; k < v->plan.n; k++) {
 		if (v->plan.items[k].op != OP_DEL)
 			continue;
-		qmp_queue_del(e->q[i], v->plan.items[k].id, &e->x[i].qres[k]);
+		actual_queue_del(e->q[i], v->plan.items[k].id, &e->x[i].qres[k]);
 		any = true;
 	}
 	return any;
@@ -253,7 +254,7 @@ static void after_read(struct eng *e, size_t i)
 	} else if (!plan_vm(&r->cfg, v->vm, &r->tree, r->claims, &v->actual, &v->plan, &v->err)) {
 		v->state = VM_FAILED;
 	} else if (needs_more(v)) {
-		qmp_queue_read(e->q[i], ACTUAL_DEVICES | ACTUAL_PORTS, &v->actual);
+		actual_queue_read(e->q[i], ACTUAL_DEVICES | ACTUAL_PORTS, &v->actual);
 		return;
 	} else if (!(v->res = calloc(v->plan.n + 1, sizeof *v->res)) ||
 		   !(e->x[i].qres = calloc(v->plan.n + 1, sizeof *e->x[i].qres))) {
@@ -303,7 +304,7 @@ static void queue_add(struct eng *e, size_t i, size_t k, unsigned port)
 
 	port_format_hostport(&it->port, hostport, sizeof hostport);
 	e->r->vms[i].res[k].guest_port = port;
-	qmp_queue_add(e->q[i], it->id, it->bus, port, it->port.bus, hostport, &e->x[i].qres[k]);
+	actual_queue_add(e->q[i], it->id, it->bus, port, it->port.bus, hostport, &e->x[i].qres[k]);
 }
 
 /* The buses as planned: their ports, plus those every planned add takes. */
@@ -478,7 +479,7 @@ bool run_execute(struct run *r, char **filter, size_t nfilter)
 void run_clear(struct run *r)
 {
 	for (size_t i = 0; i < r->nvms; i++) {
-		qmp_actual_clear(&r->vms[i].actual);
+		actual_clear(&r->vms[i].actual);
 		plan_clear(&r->vms[i].plan);
 		free(r->vms[i].res);
 	}

@@ -4,6 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 
+char *text_ascii(char *out, size_t outsz, const char *in, size_t max)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; in[i] && o + 1 < outsz && i < max; i++)
+		out[o++] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+	if (outsz)
+		out[o] = '\0';
+	return out;
+}
+
 size_t text_utf8_len(const unsigned char *s)
 {
 	unsigned c = s[0];

@@ -16,6 +16,12 @@
  * character boundary and ends in "...".  Returns out. */
 char *text_escape(char *out, size_t outsz, const char *in);
 
+/* Copy at most `max` bytes of `in` to out[0..outsz), each byte that is
+ * not printable ASCII (0x20..0x7e) written as '?': for short texts from
+ * a peer (QEMU's error descriptions, ids) in one-line messages.  Always
+ * NUL-terminated when outsz > 0.  Returns out. */
+char *text_ascii(char *out, size_t outsz, const char *in, size_t max);
+
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes at s
  * do not start one.  s must be NUL-terminated. */
 size_t text_utf8_len(const unsigned char *s);

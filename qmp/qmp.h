@@ -1,4 +1,4 @@
-/* qmp.h - short-lived QMP clients, one per VM, many at once.
+/* qmp.h - short-lived QMP sessions, one per VM, many at once.
  *
  * QEMU's QMP socket serves one client at a time, and Proxmox's own tools
  * wait while another client holds it, so a session connects late, asks in
@@ -10,8 +10,13 @@
  * queued, and qmp_drive polls every session at once until each has done
  * what was queued.  One deadline per session, set by qmp_start, bounds
  * all of its work: a VM that hangs runs out of its own budget while the
- * others carry on.  The blocking calls (qmp_open, qmp_read_usb, ...) are
- * the same machinery driving one session.  Events are skipped.
+ * others carry on.  The blocking calls (qmp_open, qmp_execute) are the
+ * same machinery driving one session.  Events are skipped.
+ *
+ * This layer speaks QMP and knows nothing of what is asked: a caller
+ * queues commands (struct qmp_call) with a handler for each reply, and
+ * chains what comes next with qmp_then.  reconcile/actual.h reads and
+ * changes a VM's USB devices this way.
  *
  * Everything QEMU sends is untrusted: messages are bounded in size and
  * tokens, and a malformed reply is an error for this VM, never a crash.
@@ -23,7 +28,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
-#include "reconcile/model.h"
+#include "qmp/json.h"
 
 #define QMP_MSG_MAX (1024 * 1024) /* a larger message is a protocol error */
 
@@ -32,7 +37,6 @@ struct qmp;
 struct qmp_stats {
 	unsigned commands;   /* commands sent, qmp_capabilities included */
 	size_t bytes_read;
-	unsigned fallbacks;  /* `info qtree` could not be used: read through QOM */
 };
 
 /* ---- sessions -------------------------------------------------------- */
@@ -54,12 +58,26 @@ struct qmp *qmp_open(const char *path, int timeout_ms, struct err *e);
 void qmp_close(struct qmp *q);
 
 /* False, with `e` saying why, when the session broke (timeout, EOF, bad
- * framing) or the negotiation or the last read failed.  A failed add or
- * delete does not count: its qmp_result says so. */
+ * framing) or the negotiation or the current operation failed (see
+ * qmp_begin).  A command with its own qmp_result does not count: its
+ * result says so. */
 bool qmp_ok(const struct qmp *q, struct err *e);
 
 /* Counters of this session; borrowed, valid until qmp_close. */
 const struct qmp_stats *qmp_get_stats(const struct qmp *q);
+
+/* The socket path, for messages; borrowed, valid until qmp_close. */
+const char *qmp_get_path(const struct qmp *q);
+
+/* True while the session can still take commands; else false with `e`
+ * (ERR_PROTOCOL) saying it is unusable after an earlier error. */
+bool qmp_usable(const struct qmp *q, struct err *e);
+
+/* Hang a caller's state on the session (one slot): qmp_close calls
+ * release(data) unless release is NULL.  qmp_get_attached returns it,
+ * borrowed, or NULL. */
+void qmp_attach(struct qmp *q, void *data, void (*release)(void *data));
+void *qmp_get_attached(const struct qmp *q);
 
 /* Called by qmp_drive when session qs[i] has finished everything queued
  * on it, or failed.  It may queue more on qs[i], or close it and set
@@ -71,43 +89,7 @@ typedef void qmp_idle_fn(size_t i, void *ctx);
  * every session is idle, done or past its deadline. */
 void qmp_drive(struct qmp **qs, size_t n, qmp_idle_fn *idle, void *ctx);
 
-/* ---- reading a VM's USB state ----------------------------------------- */
-
-/* What a read asks for, ACTUAL_* bits of model.h, each a fixed cost:
- *  ACTUAL_IDS      `qom-list /machine/peripheral` (1 command): every
- *                  device with an id and its type.  The model then holds
- *                  only managed devices ("usbhost<port>" ids of USB
- *                  types), no buses; a managed usb-host's hostbus and
- *                  hostport are taken from its id (guest_dev.from_id) and
- *                  its bus and guest port are unknown.
- *  ACTUAL_DEVICES  `info qtree` (1 command): every USB bus of a
- *                  controller with an id and every device on any USB bus,
- *                  with its guest port and, for usb-host, hostbus and
- *                  hostport as QEMU holds them.  When that text is not
- *                  what this parser knows (another QEMU version, or a
- *                  device name that forged lines), the same is read
- *                  through QOM instead: qom-list per bus, 2-4 qom-gets per
- *                  device (qmp_stats.fallbacks counts it).
- *  ACTUAL_PORTS    each bus's port count: 2 qom-gets per xHCI (p2, p3),
- *                  1 per OHCI (num-ports); the other kinds have fixed
- *                  counts.  Without it an xHCI or OHCI bus has nports 0.
- * Controllers are found by their QOM type, not by PCI: query-pci misses
- * those behind a bridge until the firmware has run.  Only controllers
- * with an id become buses, since only those can be named in device_add.
- * What was read before on this session is not asked again; `out` (zeroed
- * or filled by an earlier read) is rebuilt from everything known, and
- * out->known says what that is. */
-bool qmp_read_usb(struct qmp *q, unsigned what, struct vm_actual *out, struct err *e);
-
-/* The same, queued, and what can be sent is sent at once, so QEMU works
- * on it while the caller does something else.  Done when qmp_drive calls
- * idle for this session; then qmp_ok says whether it worked. */
-void qmp_queue_read(struct qmp *q, unsigned what, struct vm_actual *out);
-
-/* Free what a read allocated and zero `a`. */
-void qmp_actual_clear(struct vm_actual *a);
-
-/* ---- changing devices ------------------------------------------------ */
+/* ---- commands ------------------------------------------------------------ */
 
 /* The outcome of one command that fails on its own, not the session's. */
 struct qmp_result {
@@ -116,21 +98,62 @@ struct qmp_result {
 	struct err err;  /* when done && !ok */
 };
 
-/* device_add driver=usb-host id=ID bus=BUS port=GUEST_PORT hostbus=HOSTBUS
- * hostport=HOSTPORT, queued.  Only ids, bus names and numbers reach the
- * command; each string is JSON-quoted.  Arguments out of range are
- * refused without asking: false, with res done and failed. */
-bool qmp_queue_add(struct qmp *q, const char *id, const char *bus, unsigned guest_port,
-		   unsigned hostbus, const char *hostport, struct qmp_result *res);
+/* Called with a reply's "return" member (a token of `j`, valid only during
+ * the call); false, with `e` set, if the value is not what the command
+ * promises.  The failure is the command's result's, or the operation's. */
+typedef bool qmp_reply_fn(const struct json *j, int ret, void *ctx, struct err *e);
 
-/* device_del ID, queued.  For USB devices QEMU replies once the device is
- * gone; its DEVICE_DELETED event may come before or after the reply. */
-bool qmp_queue_del(struct qmp *q, const char *id, struct qmp_result *res);
+/* Called once a reply has been taken, to queue what comes next. */
+typedef void qmp_then_fn(struct qmp *q);
 
-/* The same, waiting for the answer. */
-bool qmp_usb_host_add(struct qmp *q, const char *id, const char *bus,
-		      unsigned guest_port, unsigned hostbus,
-		      const char *hostport, struct err *e);
-bool qmp_device_del(struct qmp *q, const char *id, struct err *e);
+struct qmp_call {
+	const char *exec;          /* the command name, a plain word */
+	const char *args;          /* a JSON object (strings JSON-quoted), or NULL */
+	qmp_reply_fn *fn;          /* NULL: any "return" will do */
+	void *ctx;                 /* for fn; must live until the reply */
+	const char *tolerate;      /* a QMP error class that is an answer, "*": any */
+	bool *refused;             /* set when a tolerated error came instead */
+	struct qmp_result *res;    /* non-NULL: the command fails on its own;
+				      must live until the reply */
+};
+
+/* Begin an operation: forget the last one's failure (a broken session
+ * stays broken), and have qmp_drive call idle once it is over, even when
+ * it queues nothing. */
+void qmp_begin(struct qmp *q);
+
+/* Queue one command, to be sent at the next poll (or qmp_flush); `what`
+ * names its object in messages ("device_del <what>: ...").  qmp_drive
+ * calls idle once it and everything queued with it are answered.  False
+ * when it cannot be queued: the session is broken, or a bound was hit
+ * (c->res, else the operation, fails). */
+bool qmp_queue(struct qmp *q, const struct qmp_call *c, const char *what);
+
+/* Call `then` once the last command queued so far has its reply; nothing
+ * when no command is waiting for one. */
+void qmp_then(struct qmp *q, qmp_then_fn *then);
+
+/* Fail the current operation with `e` (only its first failure is kept);
+ * qmp_ok then says so. */
+void qmp_fail(struct qmp *q, const struct err *e);
+
+/* Settle `res` as failed with `e` without asking QEMU (the arguments were
+ * refused); idle is still called for the session. */
+void qmp_refuse(struct qmp *q, struct qmp_result *res, const struct err *e);
+
+/* Send what is queued now, when connected, rather than at the next poll:
+ * QEMU works on it while the caller does something else. */
+void qmp_flush(struct qmp *q);
+
+/* Drive this session alone until nothing is in flight. */
+void qmp_wait(struct qmp *q);
+
+/* Length of the message whose reply a qmp_reply_fn is handling: no
+ * string in it is longer. */
+size_t qmp_msg_len(const struct qmp *q);
+
+/* Queue one command and wait for its answer.  False, with `e` set, when
+ * it failed or the session did. */
+bool qmp_execute(struct qmp *q, const struct qmp_call *c, const char *what, struct err *e);
 
 #endif

@@ -109,14 +109,14 @@ struct guest_dev {
 				     the id (a quick read); bus and guest_port unknown */
 };
 
-/* What of a VM was read, for vm_actual.known (qmp.h says what each costs;
+/* What of a VM was read, for vm_actual.known (actual.h says what each costs;
  * the planner needs none of these bits). */
 #define ACTUAL_IDS 1u      /* devices with an id: the managed ones only */
 #define ACTUAL_DEVICES 2u  /* every USB bus and device, as QEMU reports it */
 #define ACTUAL_PORTS 4u    /* every bus's port count */
 
-/* What one VM holds.  Owned by whoever filled it (qmp_read_usb: free with
- * qmp_actual_clear; tests may point at arrays of their own). */
+/* What one VM holds.  Owned by whoever filled it (actual_read: free with
+ * actual_clear; tests may point at arrays of their own). */
 struct vm_actual {
 	struct guest_bus *buses;
 	size_t nbuses;

@@ -510,7 +510,7 @@ Test(plan, longest_in_use_reason_fits_the_why)
 	cr_expect_eq(why[strlen(why) - 1], ')');
 }
 
-/* Found by `make asan` (UBSan): a VM without any USB bus, as qmp_read_usb
+/* Found by `make asan` (UBSan): a VM without any USB bus, as actual_read
  * reports it (buses NULL, nbuses 0), made plan_vm memcpy from NULL. */
 Test(plan, vm_without_usb_buses_is_planned_without_memcpy_from_null)
 {

@@ -29,3 +29,13 @@ Test(text, cuts_long_text_visibly_and_stays_terminated)
 	text_escape(one, sizeof one, "abc");
 	cr_expect_str_eq(one, "");
 }
+
+Test(text, ascii_turns_every_unprintable_byte_into_a_question_mark)
+{
+	char out[16];
+
+	cr_expect_str_eq(text_ascii(out, sizeof out, "\x1b[2Jok\n\xc3\xa9", 64), "?[2Jok???");
+	cr_expect_str_eq(text_ascii(out, sizeof out, "abcdef", 3), "abc", "at most max bytes");
+	cr_expect_str_eq(text_ascii(out, 4, "abcdef", 64), "abc", "cut to fit, terminated");
+	cr_expect_str_eq(text_ascii(out, sizeof out, "", 64), "");
+}
