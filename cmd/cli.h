@@ -23,7 +23,18 @@ struct globals {
 	int timeout_ms;   /* per-VM QMP budget */
 	const char *run_dir; /* lock files */
 	int lock_wait_ms; /* how long a run waits for the one before it */
+	const char *node; /* Proxmox node name; NULL: this host's short name */
+	const char *mapping_file; /* Proxmox's USB resource mappings */
 };
+
+/* Load the config dir and resolve its mapping lines for this node
+ * (config_load_dir, config_resolve_mappings).  False only when the dir
+ * itself cannot be read. */
+bool cli_load_config(const struct globals *g, struct config *cfg, struct err *e);
+
+/* Print on stderr what a loaded config warns about: a Proxmox <vm>.conf
+ * that reserves every port, a mapping file line ignored.  Once per run. */
+void cli_config_warnings(const struct config *cfg);
 
 /* A subcommand: argv[0] is its name; options are already stripped of the
  * global ones.  Returns an exit code. */

@@ -38,6 +38,8 @@ static const struct {
 	{ "--run-dir", "USBSYNC_RUN_DIR", offsetof(struct globals, run_dir), SIZE_MAX },
 	{ "--timeout", "USBSYNC_TIMEOUT", SIZE_MAX, offsetof(struct globals, timeout_ms) },
 	{ "--lock-wait", "USBSYNC_LOCK_WAIT", SIZE_MAX, offsetof(struct globals, lock_wait_ms) },
+	{ "--node", "USBSYNC_NODE", offsetof(struct globals, node), SIZE_MAX },
+	{ "--mapping-file", "USBSYNC_MAPPING_FILE", offsetof(struct globals, mapping_file), SIZE_MAX },
 };
 
 static void usage(FILE *f)
@@ -52,6 +54,8 @@ static void usage(FILE *f)
 		"  --run-dir DIR        USBSYNC_RUN_DIR     (default /run/usbsync: lock files)\n"
 		"  --timeout SECONDS    USBSYNC_TIMEOUT     (per-VM QMP budget, default 3)\n"
 		"  --lock-wait SECONDS  USBSYNC_LOCK_WAIT   (wait for a run in progress, default 60)\n"
+		"  --node NAME          USBSYNC_NODE        (Proxmox node name, default the short host name)\n"
+		"  --mapping-file FILE  USBSYNC_MAPPING_FILE (default " MAPPING_DEFAULT_FILE ")\n"
 		"\nexit: 0 ok, 1 something failed, 2 usage or config error, 3 drift (--check)\n");
 }
 
@@ -128,6 +132,7 @@ int main(int argc, char **argv)
 		.timeout_ms = 3000,
 		.run_dir = "/run/usbsync",
 		.lock_wait_ms = 60000,
+		.mapping_file = MAPPING_DEFAULT_FILE,
 	};
 	char **rest = calloc((size_t)argc + 1, sizeof *rest);
 	int nrest = 0;
@@ -148,6 +153,12 @@ int main(int argc, char **argv)
 			dashdash |= strcmp(argv[i], "--") == 0;
 			rest[nrest++] = argv[i];
 		}
+	}
+	if (g.node && !mapping_node_valid(g.node)) {
+		fprintf(stderr, "usbsync: --node '%s': not a Proxmox node name (letters, digits, '-')\n",
+			out_escape(g.node));
+		free(rest);
+		return EXIT_USAGE;
 	}
 	if (nrest == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
 	    strcmp(rest[0], "help") == 0) {

@@ -193,6 +193,21 @@ static void json_item(FILE *f, const struct run *r, const struct vm_run *v, size
 	fputc('}', f);
 }
 
+/* Proxmox's part of a VM: reserved ports, no controller, a warning. */
+static void json_vm_config(FILE *f, const struct vm_config *vc)
+{
+	bool first = true;
+
+	fputs("\"reserved_ports\":[", f);
+	for (unsigned port = 1; port <= PVE_USB_MAX; port++)
+		if (vc->pve.reserved & ((uint32_t)1 << port)) {
+			fprintf(f, "%s%u", first ? "" : ",", port);
+			first = false;
+		}
+	fprintf(f, "],\"controller\":\"%s\",", vc->no_controller ? "none" : "auto");
+	json_kv_str(f, "warning", vc->pve.warn.kind ? vc->pve.warn.msg : NULL, true);
+}
+
 void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 {
 	fprintf(f, "{\"dry_run\":%s,\"exit_code\":%d,", dry_run ? "true" : "false", exit_code);
@@ -204,6 +219,7 @@ void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 		json_kv_str(f, "vm", r->cfg.vms[v->vm].vm, true);
 		json_kv_str(f, "state", vm_state_name(v->state), true);
 		json_kv_str(f, "error", v->err.kind ? v->err.msg : NULL, true);
+		json_vm_config(f, &r->cfg.vms[v->vm]);
 		fputs("\"items\":[", f);
 		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 			if (i)

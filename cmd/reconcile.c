@@ -178,6 +178,7 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	}
 	if (!run_execute(&r, vms, nvms))
 		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
+	cli_config_warnings(&r.cfg);
 	int rc = run_exit_code(&r, o->check);
 	run_recall(&r);
 	if (o->json)

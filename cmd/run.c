@@ -40,6 +40,32 @@ static const char *vm_name(const struct run *r, const struct vm_run *v)
 	return r->cfg.vms[v->vm].vm;
 }
 
+/* ---- the config -------------------------------------------------------- */
+
+bool cli_load_config(const struct globals *g, struct config *cfg, struct err *e)
+{
+	char node[NODE_NAME_MAX] = "";
+
+	if (!config_load_dir(g->config_dir, cfg, e))
+		return false;
+	if (g->node)
+		snprintf(node, sizeof node, "%s", g->node);
+	else if (!mapping_default_node(node, sizeof node, NULL))
+		node[0] = '\0'; /* only a VM with a mapping line needs it: it says why */
+	config_resolve_mappings(cfg, g->config_dir, g->mapping_file, node);
+	return true;
+}
+
+void cli_config_warnings(const struct config *cfg)
+{
+	if (cfg->mapping_warn.kind)
+		fprintf(stderr, "usbsync: warning: %s\n", out_escape(cfg->mapping_warn.msg));
+	for (size_t i = 0; i < cfg->nvms; i++)
+		if (cfg->vms[i].pve.warn.kind)
+			fprintf(stderr, "usbsync: warning: vm %s: %s\n", cfg->vms[i].vm,
+				out_escape(cfg->vms[i].pve.warn.msg));
+}
+
 /* ---- selecting VMs ----------------------------------------------------- */
 
 static bool select_vms(struct run *r, char **filter, size_t nfilter)
@@ -316,6 +342,7 @@ static bool plan_work(struct eng *e, size_t i)
 	if (!w)
 		return false;
 	memcpy(w, v->actual.buses, v->actual.nbuses * sizeof *w);
+	plan_reserve(&e->r->cfg.vms[v->vm], w, v->actual.nbuses);
 	for (size_t k = 0; k < v->plan.n; k++) {
 		long b = v->plan.items[k].op == OP_ADD ? bus_index(v, v->plan.items[k].bus) : -1;
 		if (b >= 0)
@@ -453,7 +480,7 @@ bool run_execute(struct run *r, char **filter, size_t nfilter)
 	struct eng e;
 	bool ok;
 
-	if (!config_load_dir(r->g->config_dir, &r->cfg, &r->err)) {
+	if (!cli_load_config(r->g, &r->cfg, &r->err)) {
 		r->failed_global = true;
 		return false;
 	}

@@ -6,6 +6,18 @@
 
 #include "reconcile/port.h"
 
+/* What of Proxmox's shapes this VM: ports its usbN keep, no controller. */
+static void print_vm_notes(const struct vm_config *vc)
+{
+	char ports[64];
+
+	if (vc->pve.reserved)
+		printf("  reserved for Proxmox usbN: %s ports %s\n", PVE_XHCI_BUS,
+		       pveconf_format(vc->pve.reserved, ports, sizeof ports));
+	if (vc->no_controller)
+		printf("  controller none: usbsync adds no USB controller\n");
+}
+
 static void print_vm(const struct run *r, const struct vm_run *v)
 {
 	struct table *t;
@@ -19,6 +31,7 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 	}
 	printf("vm %s: running, %zu change%s pending\n", r->cfg.vms[v->vm].vm,
 	       plan_changes(&v->plan), plan_changes(&v->plan) == 1 ? "" : "s");
+	print_vm_notes(&r->cfg.vms[v->vm]);
 	if (v->plan.n == 0)
 		return;
 	t = table_new(6);
@@ -78,6 +91,7 @@ int cmd_status(int argc, char **argv, const struct globals *g)
 	struct run r = { .g = g, .apply = false };
 	if (!run_execute(&r, vms, nvms))
 		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
+	cli_config_warnings(&r.cfg);
 	int rc = run_exit_code(&r, false);
 	run_recall(&r);
 	if (json) {

@@ -317,7 +317,7 @@ int cmd_tree(int argc, char **argv, const struct globals *g)
 	if (optind < argc)
 		return fprintf(stderr, "usbsync: tree: unexpected argument\n"), EXIT_USAGE;
 	/* A missing or unreadable config dir still shows the tree. */
-	if (!config_load_dir(g->config_dir, &cfg, &e)) {
+	if (!cli_load_config(g, &cfg, &e)) {
 		fprintf(stderr, "usbsync: warning: %s\n", out_escape(e.msg));
 		rc = EXIT_USAGE;
 	}
@@ -326,6 +326,7 @@ int cmd_tree(int argc, char **argv, const struct globals *g)
 			fprintf(stderr, "usbsync: warning: %s\n", out_escape(cfg.vms[i].err.msg));
 			rc = EXIT_USAGE;
 		}
+	cli_config_warnings(&cfg);
 	if (!usbtree_read_with(NULL, NULL, USBTREE_SERIAL | USBTREE_PORTINFO, &t, &e) ||
 	    !peer_expand(&cfg, &t, &e) || !(claims = calloc(t.n + 1, sizeof *claims))) {
 		fprintf(stderr, "usbsync: %s\n", e.kind ? out_escape(e.msg) : "out of memory");

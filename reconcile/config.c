@@ -6,6 +6,7 @@
  *  2. As root, the directory and every file must be owned by root and not
  *     writable by group or others, or nothing in them is believed (a
  *     symlinked directory is followed: /etc/pve/qemu-server is one).
+ *     common/trust.c keeps 1 and 2 for every file usbsync believes.
  *  3. Any problem with one file marks only that VM !ok; the caller then
  *     leaves that VM untouched, so a typo never reads as "wants nothing".
  */
@@ -24,6 +25,7 @@
 
 #include "common/grow.h"
 #include "common/text.h"
+#include "common/trust.h"
 #include "reconcile/port.h"
 
 bool config_vm_name_valid(const char *name)
@@ -64,7 +66,8 @@ static bool parse_vidpid(const char *s, struct rule *r)
 	       parse_hex16(colon + 1, strlen(colon + 1), &r->pid);
 }
 
-#define EXPECTED "expected 'port BUS-PORT[.PORT]...', 'device VVVV:PPPP [serial S]' or 'exclude port|device ...'"
+#define EXPECTED "expected 'port BUS-PORT[.PORT]...', 'device VVVV:PPPP [serial S]', " \
+	"'mapping NAME', 'exclude port|device|mapping ...' or 'controller none'"
 
 /* "serial S": S is one word (the split saw to that) of bounded length. */
 static bool parse_serial(char **w, struct rule *r, const char *where, struct err *e)
@@ -79,6 +82,20 @@ static bool parse_serial(char **w, struct rule *r, const char *where, struct err
 		return err_set(e, ERR_CONFIG, "%s: serial longer than %d bytes", where, CONFIG_SERIAL_MAX);
 	memcpy(r->serial, w[1], n + 1);
 	return true;
+}
+
+/* "mapping NAME": resolved later, once the mapping file is read. */
+static bool parse_mapping(const char *name, struct rule *r, const char *where, struct err *e)
+{
+	char shown[96];
+
+	r->kind = RULE_MAPPING;
+	if (mapping_id_valid(name)) {
+		snprintf(r->mapping, sizeof r->mapping, "%s", name);
+		return true;
+	}
+	return err_set(e, ERR_CONFIG, "%s: bad mapping name '%s' (a Proxmox mapping id: a letter, "
+		       "then letters, digits, '_' or '-')", where, text_escape(shown, sizeof shown, name));
 }
 
 /* Parse one line's words (comment and blanks already gone). */
@@ -108,6 +125,8 @@ static bool parse_words(char **w, int nw, struct rule *r, const char *where,
 		return err_set(e, ERR_CONFIG, "%s: bad device '%s' (expected VVVV:PPPP in hex, e.g. 046d:c52b)",
 			       where, text_escape(shown, sizeof shown, w[i + 1]));
 	}
+	if (nw - i == 2 && strcmp(w[i], "mapping") == 0)
+		return parse_mapping(w[i + 1], r, where, e);
 	return err_set(e, ERR_CONFIG, "%s: %s, got '%s'", where, EXPECTED,
 		       text_escape(shown, sizeof shown, nw > 0 ? w[0] : ""));
 }
@@ -164,6 +183,15 @@ static bool parse_line(const char *raw, size_t len, unsigned lineno,
 		return true;
 	if (nw > 5)
 		return err_set(e, ERR_CONFIG, "%s: too many words; %s", where, EXPECTED);
+	if (nw == 2 && strcmp(w[0], "controller") == 0) {
+		char shown[64];
+		if (strcmp(w[1], "none") == 0) {
+			vm->no_controller = true;
+			return true;
+		}
+		return err_set(e, ERR_CONFIG, "%s: controller '%s': only 'controller none' is known",
+			       where, text_escape(shown, sizeof shown, w[1]));
+	}
 	return parse_words(w, nw, &r, where, e) && push_rule(vm, &r, where, e);
 }
 
@@ -173,6 +201,7 @@ bool config_parse(const char *text, size_t len, const char *path,
 	unsigned lineno = 0;
 
 	vm->nrules = 0;
+	vm->no_controller = false;
 	for (size_t pos = 0; pos < len;) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t end = nl ? (size_t)(nl - text) : len;
@@ -188,52 +217,6 @@ bool config_parse(const char *text, size_t len, const char *path,
 }
 
 /* ---- reading files ---------------------------------------------------- */
-
-/* Invariant 2: only root may have written it. */
-static bool trusted(const struct stat *st, const char *path, struct err *e)
-{
-	if (geteuid() != 0)
-		return true;
-	if (st->st_uid != 0)
-		return err_set(e, ERR_CONFIG, "%s: not owned by root (uid %u); refusing to trust it",
-			       path, (unsigned)st->st_uid);
-	if (st->st_mode & (S_IWGRP | S_IWOTH))
-		return err_set(e, ERR_CONFIG, "%s: writable by group or others (mode %04o); refusing to trust it",
-			       path, (unsigned)(st->st_mode & 07777));
-	return true;
-}
-
-static bool read_file(int dirfd, const char *name, const char *path,
-		      char **out, size_t *outlen, struct err *e)
-{
-	struct stat st;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	bool ok = false;
-	char *buf = NULL;
-
-	if (fd < 0)
-		return err_set(e, ERR_CONFIG, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0)
-		err_set(e, ERR_CONFIG, "%s: fstat: %s", path, strerror(errno));
-	else if (!S_ISREG(st.st_mode))
-		err_set(e, ERR_CONFIG, "%s: not a regular file", path);
-	else if (st.st_size > CONFIG_FILE_MAX)
-		err_set(e, ERR_CONFIG, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
-	else if (trusted(&st, path, e) && (buf = malloc((size_t)st.st_size + 1))) {
-		ssize_t n = read(fd, buf, (size_t)st.st_size + 1);
-		if (n < 0)
-			err_set(e, ERR_CONFIG, "%s: read: %s", path, strerror(errno));
-		else if (n > st.st_size)
-			err_set(e, ERR_CONFIG, "%s: grew while being read", path);
-		else
-			*out = buf, *outlen = (size_t)n, ok = true;
-	} else if (!buf && e && e->kind == ERR_NONE)
-		err_set(e, ERR_NOMEM, "%s: out of memory", path);
-	close(fd);
-	if (!ok)
-		free(buf);
-	return ok;
-}
 
 static void load_vm(int dirfd, const char *dir, const char *name, struct vm_config *vm)
 {
@@ -253,9 +236,10 @@ static void load_vm(int dirfd, const char *dir, const char *name, struct vm_conf
 			" with a VM name of letters, digits, '_' and '-'", path);
 		return;
 	}
-	if (read_file(dirfd, name, path, &text, &len, &vm->err))
+	if (trust_read(dirfd, name, path, CONFIG_FILE_MAX, &text, &len, &vm->err))
 		vm->ok = config_parse(text, len, path, vm, &vm->err);
 	free(text);
+	pveconf_load(dirfd, dir, vm->vm, &vm->pve);
 }
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -288,7 +272,7 @@ static bool check_dir(int fd, const char *dir, struct err *e)
 
 	if (fstat(fd, &st) != 0)
 		return err_set(e, ERR_CONFIG, "%s: fstat: %s", dir, strerror(errno));
-	return trusted(&st, dir, e);
+	return trust_check(&st, dir, e);
 }
 
 bool config_load_dir(const char *dir, struct config *out, struct err *e)
@@ -355,6 +339,89 @@ void config_clear(struct config *c)
 	memset(c, 0, sizeof *c);
 }
 
+/* ---- mappings ---------------------------------------------------------- */
+
+/* Add the rules mapping rule r of vm stands for on `node`. */
+static bool expand_mapping(struct vm_config *vm, struct rule r, const struct mappings *m,
+			   const char *file, const char *node, const char *where)
+{
+	long sec = mapping_find(m, r.mapping);
+	size_t found = 0;
+
+	if (sec < 0)
+		return err_set(&vm->err, ERR_CONFIG, "%s: mapping '%s' is not in %s", where,
+			       r.mapping, file);
+	for (size_t i = 0; i < m->nents; i++) {
+		const struct mapping_entry *ent = &m->ents[i];
+		if (ent->section != (size_t)sec || strcmp(ent->node, node) != 0)
+			continue;
+		struct rule x = { .kind = ent->has_path ? RULE_PORT : RULE_DEVICE,
+				  .exclude = r.exclude, .port = ent->path, .vid = ent->vid,
+				  .pid = ent->pid, .line = r.line };
+		if (!push_rule(vm, &x, where, &vm->err))
+			return false;
+		found++;
+	}
+	if (!found)
+		return err_set(&vm->err, ERR_CONFIG, "%s: mapping '%s' has no entry for node '%s' in %s",
+			       where, r.mapping, node, file);
+	return true;
+}
+
+static bool has_mapping(const struct vm_config *vm)
+{
+	for (size_t i = 0; vm->ok && i < vm->nrules; i++)
+		if (vm->rules[i].kind == RULE_MAPPING)
+			return true;
+	return false;
+}
+
+static void resolve_vm(struct vm_config *vm, const struct mappings *m, const struct err *load,
+		       const char *dir, const char *file, const char *node)
+{
+	char where[PATH_MAX + 32];
+	size_t n = vm->nrules;
+
+	for (size_t i = 0; vm->ok && i < n; i++) {
+		if (vm->rules[i].kind != RULE_MAPPING)
+			continue;
+		snprintf(where, sizeof where, "%s/%s" CONFIG_SUFFIX ":%u", dir, vm->vm,
+			 vm->rules[i].line);
+		if (load)
+			vm->ok = err_set(&vm->err, ERR_CONFIG, "%s: mapping '%s': %s", where,
+					 vm->rules[i].mapping, load->msg);
+		else if (!node[0])
+			vm->ok = err_set(&vm->err, ERR_CONFIG, "%s: mapping '%s': this host's name is "
+					 "not a Proxmox node name: give --node", where, vm->rules[i].mapping);
+		else
+			vm->ok = expand_mapping(vm, vm->rules[i], m, file, node, where);
+	}
+	if (!vm->ok) { /* as a parse failure: no rule of it is believed */
+		free(vm->rules);
+		vm->rules = NULL;
+		vm->nrules = vm->rules_cap = 0;
+	}
+}
+
+void config_resolve_mappings(struct config *c, const char *dir, const char *file,
+			     const char *node)
+{
+	struct mappings m = { 0 };
+	struct err load = { 0 };
+	bool any = false, loaded;
+
+	for (size_t i = 0; i < c->nvms && !any; i++)
+		any = has_mapping(&c->vms[i]);
+	if (!any)
+		return;
+	loaded = mapping_load(file, &m, &load);
+	c->mapping_warn = m.warn;
+	for (size_t i = 0; i < c->nvms; i++)
+		if (has_mapping(&c->vms[i]))
+			resolve_vm(&c->vms[i], &m, loaded ? NULL : &load, dir, file, node);
+	mapping_clear(&m);
+}
+
 /* ---- matching --------------------------------------------------------- */
 
 /* Byte for byte, whole: a serial read cut to fit never matches. */
@@ -369,6 +436,8 @@ static bool serial_matches(const struct rule *r, const struct usbdev *dev)
 
 static bool rule_matches(const struct rule *r, const struct usbdev *dev)
 {
+	if (r->kind == RULE_MAPPING)
+		return false;
 	if (r->kind == RULE_PORT)
 		return port_within(&dev->port, &r->port);
 	return r->vid == dev->vid && r->pid == dev->pid && serial_matches(r, dev);

@@ -8,6 +8,11 @@
  *     device 0403:6001 serial A10K3XQ   only the one with that serial number
  *     exclude port 3-4.1.4    never pass these through, even if another
  *     exclude device 0781:5567  line of this VM matches
+ *     mapping NAME            the entries of Proxmox's USB mapping NAME for
+ *                             this node (mapping.h): a path= entry is a
+ *                             port line, an id= one a device line;
+ *                             "exclude mapping NAME" works too
+ *     controller none         never add Proxmox's own xHCI to this VM
  * The matching rule: a device belongs to a VM when one of the VM's
  * port/device lines matches it and none of its exclude lines does.
  * A port line (and an exclude port line) names a physical connector: it
@@ -27,7 +32,9 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "reconcile/mapping.h"
 #include "reconcile/model.h"
+#include "reconcile/pveconf.h"
 
 #define VM_NAME_MAX 64
 #define CONFIG_SUFFIX ".usb.conf"
@@ -37,7 +44,9 @@
 #define CONFIG_VMS_MAX 4096
 #define CONFIG_SERIAL_MAX 255
 
-enum rule_kind { RULE_PORT, RULE_DEVICE };
+/* RULE_MAPPING never matches by itself: config_resolve_mappings adds the
+ * port and device rules it stands for on this node. */
+enum rule_kind { RULE_PORT, RULE_DEVICE, RULE_MAPPING };
 
 struct rule {
 	enum rule_kind kind;
@@ -45,6 +54,7 @@ struct rule {
 	struct port port;     /* RULE_PORT */
 	uint16_t vid, pid;    /* RULE_DEVICE */
 	char serial[CONFIG_SERIAL_MAX + 1]; /* RULE_DEVICE: "" any, else only this one */
+	char mapping[MAPPING_ID_MAX]; /* RULE_MAPPING */
 	unsigned line;
 	/* Not written but derived from the tree (peer.h): this port is the
 	 * peer of one that the port rule on `line`, naming `via`, covers. */
@@ -58,11 +68,14 @@ struct vm_config {
 	struct err err;
 	struct rule *rules;     /* owned */
 	size_t nrules, rules_cap;
+	bool no_controller;     /* "controller none" */
+	struct pve_ports pve;   /* ports Proxmox's usbN reserve (<vm>.conf) */
 };
 
 struct config {
 	struct vm_config *vms;  /* owned, sorted by VM name (natural order) */
 	size_t nvms, vms_cap;
+	struct err mapping_warn; /* the mapping file's first ignored line */
 };
 
 /* True if `name` is a valid VM name. */
@@ -80,6 +93,14 @@ bool config_parse(const char *text, size_t len, const char *path,
  * the directory and each file must be owned by root and not writable by
  * group or others.  Free with config_clear. */
 bool config_load_dir(const char *dir, struct config *out, struct err *e);
+
+/* Resolve every ok VM's mapping lines against Proxmox's mapping file
+ * `file` for node `node` (the file is read only when some VM has one).
+ * A VM whose mapping is missing, has no entry for this node, or cannot be
+ * read is marked !ok (its err names its config file `dir`/<vm>.usb.conf
+ * and line); the others are not touched. */
+void config_resolve_mappings(struct config *c, const char *dir, const char *file,
+			     const char *node);
 
 /* Add an empty, valid VM (for `--vm X` without a file); returns its index,
  * or the index of the existing entry.  -1 if `name` is invalid or on OOM. */

@@ -181,6 +181,17 @@ static int bus_rank(enum hc_kind k, enum usb_speed s)
 	return -1;
 }
 
+void plan_reserve(const struct vm_config *vm, struct guest_bus *buses, size_t n)
+{
+	for (size_t b = 0; b < n; b++) {
+		if (strcmp(buses[b].name, PVE_XHCI_BUS) != 0)
+			continue;
+		for (unsigned port = 1; port <= PVE_USB_MAX; port++)
+			if (vm->pve.reserved & ((uint32_t)1 << port))
+				buses[b].used[port] = true;
+	}
+}
+
 unsigned plan_free_port(const struct guest_bus *bus, unsigned below)
 {
 	if (below > bus->nports + 1)
@@ -331,6 +342,10 @@ bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
 	for (size_t i = 0; ok && i < actual->ndevs; i++)
 		if (strncmp(actual->devs[i].id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) == 0)
 			ok = plan_managed(&c, &actual->devs[i]);
+	/* After the managed devices: one deleted from a reserved port must
+	 * not hand that port back. */
+	if (ok)
+		plan_reserve(&cfg->vms[vm], c.buses, actual->nbuses);
 	for (size_t i = 0; ok && i < tree->n; i++)
 		ok = plan_wanted(&c, i);
 	free(c.buses);

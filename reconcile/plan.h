@@ -9,7 +9,8 @@
  *  - every wanted device that is missing is added, on a named bus and
  *    port: xHCI first, else the bus fitting the device's speed; free
  *    ports taken from the highest number down, since Proxmox's own usbN
- *    devices take port N+1 from the bottom;
+ *    devices take port N+1 from the bottom, and never a port a usbN of
+ *    the VM's Proxmox config reserves (pveconf.h);
  *  - a device claimed by several VMs is left exactly as it is everywhere;
  *  - a wanted device that an unmanaged usb-host already holds is skipped.
  * Items come deletions first, then additions, then the rest, each group
@@ -89,6 +90,10 @@ void plan_clear(struct plan *p);
 
 /* Number of items with an op. */
 size_t plan_changes(const struct plan *p);
+
+/* Mark the ports Proxmox's usbN reserve for `vm` (vm->pve) as used on its
+ * PVE_XHCI_BUS among buses[0..n), so that no add takes one. */
+void plan_reserve(const struct vm_config *vm, struct guest_bus *buses, size_t n);
 
 /* The next port to try on `bus` below `below` (exclusive; pass
  * bus->nports + 1 to start at the top) that is not used: for retrying an

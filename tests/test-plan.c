@@ -593,4 +593,54 @@ Test(plan, excluding_a_twin_by_serial_keeps_the_other)
 	xhci("xhci.0", 4, 4);
 	plan_for("100");
 	cr_expect_str_eq(summary(), "add usbhost3-2@xhci.0:4");
+
+/* Proxmox's usb0..usb11 in <vm>.conf, only usb0 and usb1 plugged: a GUI
+ * hot-add of usb11 later needs port 12, so usbsync must not take it. */
+Test(plan, ports_reserved_by_proxmox_usbN_are_never_taken_even_when_unplugged)
+{
+	blog_tree();
+	vm("100", "port 3-4\n");
+	F.cfg.vms[0].pve.reserved = PVE_ALL_PORTS & ~((uint32_t)1 << 14 | (uint32_t)1 << 13);
+	xhci("xhci.0", 15, 15);
+	guest("usb0", 1, 0, NULL);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:15; add usbhost3-4.1.2@xhci.0:14; "
+				    "add usbhost3-4.1.4@xhci.0:13; missing usbhost3-4.4");
+	cr_expect(item("usbhost3-4.4")->error);
+	cr_expect(strstr(item("usbhost3-4.4")->why, "no free port"), "%s", item("usbhost3-4.4")->why);
+}
+
+Test(plan, reserved_ports_apply_to_proxmox_xhci_bus_only)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	F.cfg.vms[0].pve.reserved = PVE_ALL_PORTS;
+	xhci("xhci2.0", 4, 4);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.4@xhci2.0:4");
+}
+
+Test(plan, stale_device_on_a_reserved_port_does_not_hand_the_port_back)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	F.cfg.vms[0].pve.reserved = (uint32_t)1 << 2; /* usb1 */
+	xhci("xhci.0", 2, 2);
+	guest("usbhost3-4.1.1", 2, 3, "4.1.1"); /* taken before usb1 was configured */
+	guest("usb0", 1, 0, NULL);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "del usbhost3-4.1.1; missing usbhost3-4.4");
+	cr_expect(item("usbhost3-4.4")->error);
+}
+
+Test(plan, plan_reserve_marks_only_the_reserved_ports)
+{
+	struct guest_bus *b = xhci("xhci.0", 15, 15);
+	vm("100", "");
+	F.cfg.vms[0].pve.reserved = (uint32_t)1 << 1 | (uint32_t)1 << 14;
+	plan_reserve(&F.cfg.vms[0], F.buses, F.actual.nbuses);
+	for (unsigned p = 0; p < GUEST_PORT_MAX; p++)
+		cr_expect_eq(b->used[p], p == 1 || p == 14, "port %u", p);
+	cr_expect_eq(plan_free_port(b, 16), 15);
+	cr_expect_eq(plan_free_port(b, 15), 13);
 }
