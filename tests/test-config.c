@@ -342,3 +342,147 @@ Test(config_dir, add_vm_gives_an_empty_valid_entry)
 	cr_expect_eq(config_add_vm(&c, "no/slash"), -1);
 	config_clear(&c);
 }
+
+/* ---- Proxmox: controller none, mapping NAME, <vm>.conf ---- */
+
+Test(config, controller_none_and_mapping_lines)
+{
+	struct vm_config vm;
+	struct err e = { 0 };
+	cr_assert(parse("controller none\nmapping frontpanel\nexclude mapping backup-disk\n", &vm, &e),
+		  "%s", e.msg);
+	cr_expect(vm.no_controller);
+	cr_assert_eq(vm.nrules, 2);
+	cr_expect_eq(vm.rules[0].kind, RULE_MAPPING);
+	cr_expect_str_eq(vm.rules[0].mapping, "frontpanel");
+	cr_expect(vm.rules[1].exclude);
+	/* An unresolved mapping matches nothing. */
+	struct usbdev d = dev("3-4", 0x046d, 0xc52b, false);
+	cr_expect_not(config_wants(&vm, &d, NULL));
+	free(vm.rules);
+	cr_assert(parse("3-4\n", &vm, NULL));
+	cr_expect_not(vm.no_controller);
+	free(vm.rules);
+}
+
+Test(config, bad_controller_and_mapping_lines_name_the_line)
+{
+	static const struct { const char *text, *want; } cases[] = {
+		{ "controller auto\n", "100.usb.conf:1: controller 'auto'" },
+		{ "controller\n", "100.usb.conf:1: expected" },
+		{ "3-4\nmapping 1front\n", "100.usb.conf:2: bad mapping name '1front'" },
+		{ "mapping a.b\n", "bad mapping name" },
+		{ "mapping\n", "expected" },
+		{ "mapping a b\n", "expected" },
+		{ "exclude mapping a b\n", "too many words" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct vm_config vm;
+		struct err e = { 0 };
+		cr_expect_not(parse(cases[i].text, &vm, &e), "case %zu", i);
+		cr_expect(strstr(e.msg, cases[i].want), "case %zu: %s", i, e.msg);
+		cr_expect_eq(vm.nrules, 0);
+	}
+}
+
+static const char mapping_file[] =
+	"frontpanel\n"
+	"\tmap id=05e3:0610,node=pve1,path=1-2\n"
+	"\tmap id=05e3:0610,node=pve2,path=3-4\n"
+	"\n"
+	"keyboard\n"
+	"\tmap id=046d:c52b,node=pve1\n"
+	"\n"
+	"elsewhere\n"
+	"\tmap id=1234:5678,node=pve9\n";
+
+static struct config load_with_mappings(const char *node)
+{
+	struct config c;
+	struct err e = { 0 };
+	char file[128];
+	snprintf(file, sizeof file, "%s/usb.cfg.map", dir);
+	cr_assert(config_load_dir(dir, &c, &e), "%s", e.msg);
+	config_resolve_mappings(&c, dir, file, node);
+	return c;
+}
+
+Test(config_dir, mapping_entries_for_this_node_become_port_and_device_rules)
+{
+	put("usb.cfg.map", mapping_file, 0644);
+	put("100.usb.conf", "mapping frontpanel\nmapping keyboard\nexclude port 1-2.3\n", 0644);
+	struct config c = load_with_mappings("pve1");
+	const struct vm_config *v = find(&c, "100");
+	cr_assert(v->ok, "%s", v->err.msg);
+	struct usbdev behind = dev("1-2.1", 0x1111, 0x2222, false);
+	struct usbdev kbd = dev("7-1", 0x046d, 0xc52b, false);
+	struct usbdev excl = dev("1-2.3", 0x1111, 0x2222, false);
+	struct usbdev other = dev("3-4", 0x1111, 0x2222, false);
+	cr_expect(config_wants(v, &behind, NULL), "a path= entry is a whole-port rule");
+	cr_expect(config_wants(v, &kbd, NULL), "an id= entry is a device rule");
+	cr_expect_not(config_wants(v, &excl, NULL));
+	cr_expect_not(config_wants(v, &other, NULL), "pve2's port means nothing on pve1");
+	config_clear(&c);
+
+	c = load_with_mappings("pve2");
+	v = find(&c, "100");
+	cr_expect_not(v->ok, "keyboard has no entry for pve2");
+	cr_expect(strstr(v->err.msg, "100.usb.conf:2: mapping 'keyboard' has no entry for node 'pve2'"),
+		  "%s", v->err.msg);
+	cr_expect_eq(v->nrules, 0);
+	config_clear(&c);
+}
+
+Test(config_dir, a_mapping_problem_is_a_config_error_for_that_vm_only)
+{
+	put("usb.cfg.map", mapping_file, 0644);
+	put("100.usb.conf", "mapping nosuch\n", 0644);
+	put("101.usb.conf", "mapping elsewhere\n", 0644);
+	put("102.usb.conf", "port 1-1\n", 0644);
+	struct config c = load_with_mappings("pve1");
+	cr_expect_not(find(&c, "100")->ok);
+	cr_expect(strstr(find(&c, "100")->err.msg, "mapping 'nosuch' is not in"), "%s",
+		  find(&c, "100")->err.msg);
+	cr_expect_not(find(&c, "101")->ok);
+	cr_expect(strstr(find(&c, "101")->err.msg, "no entry for node 'pve1'"), "%s",
+		  find(&c, "101")->err.msg);
+	cr_expect(find(&c, "102")->ok);
+	config_clear(&c);
+
+	char path[128];
+	snprintf(path, sizeof path, "%s/usb.cfg.map", dir);
+	unlink(path);
+	c = load_with_mappings("pve1");
+	cr_expect_not(find(&c, "100")->ok);
+	cr_expect(strstr(find(&c, "100")->err.msg, "usb.cfg.map"), "%s", find(&c, "100")->err.msg);
+	cr_expect(find(&c, "102")->ok);
+	config_clear(&c);
+}
+
+Test(config_dir, no_mapping_line_means_the_mapping_file_is_never_read)
+{
+	put("100.usb.conf", "port 1-1\n", 0644);
+	struct config c = load_with_mappings("pve1"); /* the file does not exist */
+	cr_expect(find(&c, "100")->ok, "%s", find(&c, "100")->err.msg);
+	config_clear(&c);
+}
+
+Test(config_dir, proxmox_vm_conf_beside_the_usb_conf_reserves_ports)
+{
+	struct config c;
+	struct err e = { 0 };
+	put("100.usb.conf", "port 1-1\n", 0644);
+	put("100.conf", "usb0: host=1-1\n[PENDING]\nusb2: host=2-2\n[snap]\nusb5: host=3-3\n", 0640);
+	put("101.usb.conf", "port 1-2\n", 0644);
+	put("101.conf", "garbage line\n", 0644);
+	put("102.usb.conf", "port 1-3\n", 0644);
+	cr_assert(config_load_dir(dir, &c, &e), "%s", e.msg);
+	cr_expect_eq(find(&c, "100")->pve.reserved, (1u << 1) | (1u << 3));
+	cr_expect(find(&c, "101")->ok, "a bad <vm>.conf is only a warning");
+	cr_expect_eq(find(&c, "101")->pve.reserved, PVE_ALL_PORTS);
+	cr_expect(strstr(find(&c, "101")->pve.warn.msg, "101.conf:1:"), "%s",
+		  find(&c, "101")->pve.warn.msg);
+	cr_expect_eq(find(&c, "102")->pve.reserved, 0);
+	cr_expect_eq(find(&c, "102")->pve.warn.kind, ERR_NONE);
+	config_clear(&c);
+}
