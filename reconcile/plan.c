@@ -242,9 +242,16 @@ static bool place(struct ctx *c, const struct usbdev *dev, struct plan_item *it)
 		best = (int)b, best_rank = r, best_port = port;
 	}
 	if (best < 0) {
-		snprintf(it->why, sizeof it->why, any
-			 ? "no free port on any USB bus of this VM: add a controller (e.g. qemu-xhci,p2=15,p3=15)"
-			 : "this VM has no USB controller with an id that fits: add one (QEMU: -device qemu-xhci,id=xhci; Proxmox: any usbN entry with usb3=1)");
+		char ports[64];
+		uint32_t kept = c->cfg->vms[c->vm].pve.reserved;
+		if (any && kept)
+			snprintf(it->why, sizeof it->why, "no free port on any USB bus of this VM (" PVE_XHCI_BUS
+				 " ports %s are kept for Proxmox's usbN): add a controller (e.g. qemu-xhci,p2=15,p3=15)",
+				 pveconf_format(kept, ports, sizeof ports));
+		else
+			snprintf(it->why, sizeof it->why, any
+				 ? "no free port on any USB bus of this VM: add a controller (e.g. qemu-xhci,p2=15,p3=15)"
+				 : "this VM has no USB controller with an id that fits: add one (QEMU: -device qemu-xhci,id=xhci; Proxmox: any usbN entry with usb3=1)");
 		return false;
 	}
 	c->buses[best].used[best_port] = true;

@@ -347,6 +347,53 @@ test_proxmox_style_controller_fills_ports_from_the_top() {
 	expect_eq "$(usb 100 | cut -d' ' -f1,5 | tr '\n' ' ')" "usbhost3-4.1.1 15 usbhost3-4.1.2 14 usbhost3-4.1.4 13 " "ports"
 }
 
+test_proxmox_usbN_ports_of_current_and_pending_config_are_never_taken() {
+	vm_start 100 -device qemu-xhci,p2=15,p3=15,id=xhci
+	conf 100 "3-4.1"
+	# usb13 (port 14) is configured, usb12 (port 13) pending, usb11 only in
+	# a snapshot: usbsync takes 15, then skips 14 and 13, then 12.
+	printf 'usb13: host=1-1\nmemory: 512\n\n[PENDING]\nusb12: host=1-2\n\n[before]\nusb11: host=1-3\n' \
+		> "$T/cfg/100.conf"
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb 100 | cut -d' ' -f1,5 | tr '\n' ' ')" "usbhost3-4.1.1 15 usbhost3-4.1.2 12 usbhost3-4.1.4 11 " "ports"
+	us status
+	expect_in "$OUT" "reserved for Proxmox usbN: xhci.0 ports 13,14" "status"
+	# A <vm>.conf Proxmox could not parse reserves 1..14: a warning, not a failure.
+	conf 100 "3-4"
+	printf 'usb0: host=1-1\nnot a config line\n' > "$T/cfg/100.conf"
+	us reconcile
+	expect_rc 1
+	expect_in "$ERR" "100.conf:2: a line Proxmox cannot parse" "warning"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "3-4.4 found no free port"
+	expect_in "$OUT" "no free port on any USB bus of this VM (xhci.0 ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14 are kept" "why"
+}
+
+test_mapping_names_a_port_per_node() {
+	vm_start 100 -device qemu-xhci,p2=15,p3=15,id=xhci
+	mkdir -p "$T/mapping"
+	printf 'front\n\tdescription the front hub\n\tmap id=05e3:0608,node=pve1,path=3-4.1\n\tmap id=046d:0825,node=pve2,path=3-4.4\n\nkbd\n\tmap id=046d:c52b,node=pve1\n' \
+		> "$T/mapping/usb.cfg"
+	export USBSYNC_MAPPING_FILE=$T/mapping/usb.cfg
+	conf 100 "mapping front"
+	us reconcile --node pve2
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "pve2's entry"
+	us tree --node pve1
+	expect_in "$OUT" "3-4.1.2" "tree"
+	expect_eq "$(grep -c 'vm 100' "$T/out")" "3" "on pve1 the mapping is 3-4.1"
+	USBSYNC_NODE=pve1 us reconcile --all
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "pve1's entry"
+	conf 100 "mapping kbd"
+	us reconcile --node pve2
+	expect_rc 2
+	expect_in "$ERR" "mapping 'kbd' has no entry for node 'pve2'" "no entry for this node"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "left alone"
+	us reconcile --node bad.name
+	expect_rc 2
+}
+
 test_adds_retry_a_lower_port_when_qemu_placed_a_device_itself() {
 	# Devices added without port= report no port: fill ports 1-3 that way,
 	# then free 1 and 2, so the top port looks free but is not.

@@ -6,7 +6,9 @@
  *  3. every rule's port prints back to a path that parses to it;
  *  4. the matching rule: a device a port/device line names is wanted or
  *     excluded, one an exclude line names is never wanted, hubs and VMs
- *     that are not ok are never wanted.
+ *     that are not ok are never wanted;
+ *  5. a mapping line not yet resolved names a valid mapping id and
+ *     matches nothing by itself.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +51,10 @@ static void rule_holds(const struct vm_config *vm, const struct rule *r)
 	bool excluded = false, wanted = config_wants(vm, &d, &excluded);
 
 	check(r->line >= 1);
+	if (r->kind == RULE_MAPPING) {
+		check(mapping_id_valid(r->mapping));
+		return;
+	}
 	if (r->kind == RULE_PORT)
 		check(port_parse(port_format(&r->port, text, sizeof text), &back) &&
 		      port_equal(&back, &r->port));
