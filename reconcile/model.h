@@ -94,6 +94,9 @@ struct guest_bus {
 	 * both sets from 1).  Other kinds: both are nports. */
 	unsigned usb2_ports, usb3_ports;
 	bool used[GUEST_PORT_MAX]; /* used[n]: top-level port n is taken */
+	/* EHCI only: UHCI companions (masterbus=<this bus>) take its full- and
+	 * low-speed devices, as on Proxmox's q35 layout. */
+	bool companions;
 };
 
 /* A USB device of a guest, as QEMU reports it. */
@@ -123,6 +126,9 @@ struct vm_actual {
 	struct guest_dev *devs;
 	size_t ndevs;
 	unsigned known;           /* ACTUAL_* bits: what the rest is made of */
+	/* Read with the ids, for Proxmox's own controller (pveconf.h): */
+	bool has_pve_bridge;      /* a device with id PVE_XHCI_PCI_BUS exists */
+	bool has_xhci_id;         /* a device with id PVE_XHCI_ID exists */
 };
 
 #endif

@@ -42,6 +42,7 @@ struct ctx {
 	const struct claim *claims;
 	const struct vm_actual *actual;
 	struct guest_bus *buses;   /* working copy: ports taken as we plan */
+	size_t nbuses;             /* actual's, plus Proxmox's xHCI when it can be added */
 	bool *handled;             /* per tree device: an item already covers it */
 	struct plan *out;
 	size_t cap;
@@ -166,14 +167,16 @@ static bool plan_managed(struct ctx *c, const struct guest_dev *g)
 	return true;
 }
 
-/* How well bus kind k suits a device of speed s: lower is better, -1 never. */
-static int bus_rank(enum hc_kind k, enum usb_speed s)
+/* How well bus b suits a device of speed s: lower is better, -1 never.
+ * An EHCI bus hands a slow device to its UHCI companion, if it has one;
+ * a real UHCI bus is still preferred for those. */
+static int bus_rank(const struct guest_bus *b, enum usb_speed s)
 {
 	bool fast = s >= SPEED_HIGH;
 
-	switch (k) {
+	switch (b->kind) {
 	case HC_XHCI: return 0;
-	case HC_EHCI: return fast ? 1 : -1;
+	case HC_EHCI: return fast ? 1 : b->companions ? 2 : -1;
 	case HC_UHCI:
 	case HC_OHCI: return fast ? 2 : 1;
 	case HC_UNKNOWN: break;
@@ -227,8 +230,8 @@ static bool place(struct ctx *c, const struct usbdev *dev, struct plan_item *it)
 	unsigned best_port = 0;
 	bool any = false;
 
-	for (size_t b = 0; b < c->actual->nbuses; b++) {
-		int r = bus_rank(c->buses[b].kind, dev->speed);
+	for (size_t b = 0; b < c->nbuses; b++) {
+		int r = bus_rank(&c->buses[b], dev->speed);
 		unsigned port = 0;
 		for (int compat = 0; r >= 0 && !port && compat < 2; compat++) {
 			unsigned n = speed_ports(&c->buses[b], dev->speed, compat);
@@ -255,6 +258,7 @@ static bool place(struct ctx *c, const struct usbdev *dev, struct plan_item *it)
 		return false;
 	}
 	c->buses[best].used[best_port] = true;
+	c->out->add_controller |= (size_t)best >= c->actual->nbuses;
 	snprintf(it->bus, sizeof it->bus, "%s", c->buses[best].name);
 	it->guest_port = best_port;
 	return true;
@@ -329,6 +333,30 @@ static int item_order(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
+/* Proxmox's own xHCI can be added, as qemu-server would: the VM has no
+ * xHCI bus, has Proxmox's bridge, nothing holds the id, and the config
+ * does not forbid it.  Without the bridge (plain QEMU) nothing is added. */
+static bool can_add_xhci(const struct ctx *c)
+{
+	const struct vm_actual *a = c->actual;
+
+	if (c->cfg->vms[c->vm].no_controller || !a->has_pve_bridge || a->has_xhci_id)
+		return false;
+	for (size_t b = 0; b < a->nbuses; b++)
+		if (a->buses[b].kind == HC_XHCI)
+			return false;
+	return true;
+}
+
+static void add_pve_xhci(struct guest_bus *b)
+{
+	memset(b, 0, sizeof *b);
+	snprintf(b->name, sizeof b->name, "%s", PVE_XHCI_BUS);
+	snprintf(b->ctrl, sizeof b->ctrl, "%s", PVE_XHCI_ID);
+	b->kind = HC_XHCI;
+	b->nports = b->usb2_ports = b->usb3_ports = PVE_XHCI_PORTS;
+}
+
 bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
 	     const struct claim *claims, const struct vm_actual *actual,
 	     struct plan *out, struct err *e)
@@ -342,17 +370,20 @@ bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
 		return true;
 	c.buses = malloc((actual->nbuses + 1) * sizeof *c.buses);
 	c.handled = calloc(tree->n + 1, sizeof *c.handled);
+	c.nbuses = actual->nbuses;
 	if (!c.buses || !c.handled)
 		ok = false;
 	else if (actual->nbuses) /* buses is NULL when there are none */
 		memcpy(c.buses, actual->buses, actual->nbuses * sizeof *c.buses);
+	if (ok && can_add_xhci(&c))
+		add_pve_xhci(&c.buses[c.nbuses++]);
 	for (size_t i = 0; ok && i < actual->ndevs; i++)
 		if (strncmp(actual->devs[i].id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) == 0)
 			ok = plan_managed(&c, &actual->devs[i]);
 	/* After the managed devices: one deleted from a reserved port must
 	 * not hand that port back. */
 	if (ok)
-		plan_reserve(&cfg->vms[vm], c.buses, actual->nbuses);
+		plan_reserve(&cfg->vms[vm], c.buses, c.nbuses);
 	for (size_t i = 0; ok && i < tree->n; i++)
 		ok = plan_wanted(&c, i);
 	free(c.buses);

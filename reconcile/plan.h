@@ -7,7 +7,11 @@
  *    host device is gone, or whose hostbus/hostport contradicts its id is
  *    deleted;
  *  - every wanted device that is missing is added, on a named bus and
- *    port: xHCI first, else the bus fitting the device's speed; free
+ *    port: xHCI first, else the bus fitting the device's speed (an EHCI
+ *    bus with UHCI companions takes full and low speed too); when the VM
+ *    has no xHCI but Proxmox's PCI bridge, on Proxmox's own xHCI, which
+ *    the plan then adds first (unless the config says "controller none");
+ *    free
  *    ports taken from the highest number down, since Proxmox's own usbN
  *    devices take port N+1 from the bottom, and never a port a usbN of
  *    the VM's Proxmox config reserves (pveconf.h);
@@ -78,6 +82,9 @@ struct plan_item {
 struct plan {
 	struct plan_item *items;    /* owned; free with plan_clear */
 	size_t n;
+	/* Some add goes on Proxmox's own xHCI (pveconf.h), which the VM does
+	 * not have yet: device_add it first. */
+	bool add_controller;
 };
 
 /* Plan VM `vm` of `cfg`.  `actual` is what QEMU reports for it.  Fails

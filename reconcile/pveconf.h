@@ -23,6 +23,15 @@
 
 #define PVE_USB_MAX 14            /* usb0..usb13 */
 #define PVE_XHCI_BUS "xhci.0"     /* the bus qemu-server puts them on */
+
+/* Proxmox's own xHCI, exactly as qemu-server adds it (PCI.pm maps xhci to
+ * bus 1, addr 27): a VM with a usbN has it, at this id and address, and
+ * qemu_usb_hotplug reuses it.  Every Proxmox VM has the bridge pci.1. */
+#define PVE_XHCI_ID "xhci"
+#define PVE_XHCI_DRIVER "qemu-xhci"
+#define PVE_XHCI_PCI_BUS "pci.1"
+#define PVE_XHCI_ADDR "0x1b"
+#define PVE_XHCI_PORTS 15         /* its p2 and p3 */
 #define PVE_CONF_MAX (1024 * 1024) /* bytes; a larger file is malformed */
 #define PVE_ALL_PORTS (((uint32_t)1 << (PVE_USB_MAX + 1)) - 2) /* bits 1..14 */
 

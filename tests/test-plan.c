@@ -644,3 +644,93 @@ Test(plan, plan_reserve_marks_only_the_reserved_ports)
 	cr_expect_eq(plan_free_port(b, 16), 15);
 	cr_expect_eq(plan_free_port(b, 15), 13);
 }
+
+/* Proxmox's q35 layout without a usbN: EHCI ehci.0 (tablet on port 1) and
+ * ehci-2.0, each with UHCI companions, and the bridge pci.1. */
+static void pve_q35(void)
+{
+	bus("ehci.0", HC_EHCI, 6)->companions = true;
+	bus("ehci-2.0", HC_EHCI, 6)->companions = true;
+	guest("tablet", 1, 0, NULL);
+	F.actual.has_pve_bridge = true;
+}
+
+Test(plan, proxmox_vm_without_xhci_gets_proxmox_own_controller_for_every_device)
+{
+	blog_tree();
+	vm("100", "port 3-4\n");
+	pve_q35();
+	plan_for("100");
+	cr_expect(F.plan.add_controller);
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:15; add usbhost3-4.1.2@xhci.0:14; "
+				    "add usbhost3-4.1.4@xhci.0:13; add usbhost3-4.4@xhci.0:12");
+}
+
+Test(plan, proxmox_controller_keeps_the_ports_of_usbN)
+{
+	blog_tree();
+	vm("100", "port 3-4.1.1\n");
+	F.cfg.vms[0].pve.reserved = (uint32_t)1 << 14; /* usb13 */
+	pve_q35();
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:15");
+	F.cfg.vms[0].pve.reserved = PVE_ALL_PORTS;
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@xhci.0:15");
+}
+
+Test(plan, no_controller_is_added_when_the_vm_has_an_xhci_or_the_id_is_taken)
+{
+	blog_tree();
+	vm("100", "port 3-4.4\n");
+	pve_q35();
+	xhci("xhci2.0", 4, 4);
+	plan_for("100");
+	cr_expect_not(F.plan.add_controller);
+	cr_expect_str_eq(summary(), "add usbhost3-4.4@xhci2.0:4");
+
+	F.actual.nbuses = 2; /* drop xhci2.0: the id "xhci" is held by something else */
+	F.actual.has_xhci_id = true;
+	plan_for("100");
+	cr_expect_not(F.plan.add_controller);
+	cr_expect_str_eq(summary(), "add usbhost3-4.4@ehci.0:6");
+}
+
+Test(plan, controller_none_or_no_proxmox_bridge_keeps_today_behaviour)
+{
+	blog_tree();
+	vm("100", "controller none\nport 3-4\n");
+	pve_q35();
+	plan_for("100");
+	cr_expect_not(F.plan.add_controller);
+	/* EHCI with companions takes the slow devices too. */
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@ehci.0:6; add usbhost3-4.1.2@ehci.0:5; "
+				    "add usbhost3-4.1.4@ehci.0:4; add usbhost3-4.4@ehci.0:3");
+
+	F.cfg.vms[0].no_controller = false;
+	F.actual.has_pve_bridge = false;
+	plan_for("100");
+	cr_expect_not(F.plan.add_controller);
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@ehci.0:6; add usbhost3-4.1.2@ehci.0:5; "
+				    "add usbhost3-4.1.4@ehci.0:4; add usbhost3-4.4@ehci.0:3");
+}
+
+Test(plan, ehci_without_companions_still_refuses_slow_devices)
+{
+	blog_tree();
+	vm("100", "port 3-4.1\n");
+	bus("ehci.0", HC_EHCI, 6);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.4@ehci.0:6; missing usbhost3-4.1.1; missing usbhost3-4.1.2");
+	cr_expect(item("usbhost3-4.1.1")->error);
+}
+
+Test(plan, a_real_uhci_bus_is_preferred_to_an_ehci_companion_for_slow_devices)
+{
+	blog_tree();
+	vm("100", "controller none\nport 3-4.1.1\n");
+	bus("ehci.0", HC_EHCI, 6)->companions = true;
+	bus("uhci.0", HC_UHCI, 2);
+	plan_for("100");
+	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@uhci.0:2");
+}
