@@ -6,7 +6,9 @@
  *     file, and a malformed file reserves all of them;
  *  3. every mapping kept has a valid id, every entry a valid node, a
  *     section that exists and a path that prints back to itself; a failed
- *     parse leaves nothing.
+ *     parse leaves nothing;
+ *  4. a published state (publish_parse) is refused whole or is exactly
+ *     what publish_format writes back.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "reconcile/mapping.h"
 #include "reconcile/port.h"
+#include "reconcile/publish.h"
 #include "reconcile/pveconf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -60,9 +63,28 @@ static void mapping_holds(const char *text, size_t size)
 	mapping_clear(&m);
 }
 
+static void publish_holds(const char *text, size_t size)
+{
+	struct pub_state s, back;
+	struct err e = { 0 };
+	char *out = NULL;
+	size_t len = 0;
+
+	if (!publish_parse(text, size, "fuzz.json", &s, &e)) {
+		check(s.n == 0 && !s.devs && strncmp(e.msg, "fuzz.json: ", 11) == 0);
+		return;
+	}
+	check(publish_format(&s, &out, &len, &e));
+	check(publish_parse(out, len, "fuzz.json", &back, &e) && publish_equal(&s, &back));
+	free(out);
+	publish_clear(&s);
+	publish_clear(&back);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	pve_holds((const char *)data, size);
+	publish_holds((const char *)data, size);
 	mapping_holds((const char *)data, size);
 	return 0;
 }
