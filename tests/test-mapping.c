@@ -113,6 +113,7 @@ Test(mapping, hostile_input_is_bounded_escaped_and_never_crashes)
 	len += (size_t)sprintf(big + len, "\"\n\tmap node=");
 	memset(big + len, 'n', 300), len += 300;
 	len += (size_t)sprintf(big + len, ",id=046d:c52b\n");
+	mapping_clear(&M);
 	cr_assert(mapping_parse(big, len, "usb.cfg", &M, NULL));
 	cr_expect_eq(M.nents, 1);
 	cr_expect(strstr(M.warn.msg, "value too long"), "%s", M.warn.msg);
@@ -124,6 +125,7 @@ Test(mapping, hostile_input_is_bounded_escaped_and_never_crashes)
 	for (int i = 0; i <= MAPPING_MAX; i++)
 		len += (size_t)sprintf(many + len, "m%d\n\n", i);
 	struct err e = { 0 };
+	mapping_clear(&M);
 	cr_expect_not(mapping_parse(many, len, "usb.cfg", &M, &e));
 	cr_expect(strstr(e.msg, "more than"), "%s", e.msg);
 	cr_expect_eq(M.nsecs, 0);
@@ -170,6 +172,7 @@ Test(mapping, load_reads_a_file_and_says_when_it_is_missing)
 	snprintf(path, sizeof path, "%s/usb.cfg", dir);
 	cr_expect_not(mapping_load(path, &M, &e));
 	cr_expect(strstr(e.msg, "usb.cfg"), "%s", e.msg);
+	mapping_clear(&M);
 	FILE *f = fopen(path, "w");
 	fputs(two_nodes, f);
 	fclose(f);
