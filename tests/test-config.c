@@ -374,7 +374,8 @@ Test(config, bad_controller_and_mapping_lines_name_the_line)
 		{ "mapping a.b\n", "bad mapping name" },
 		{ "mapping\n", "expected" },
 		{ "mapping a b\n", "expected" },
-		{ "exclude mapping a b\n", "too many words" },
+		{ "exclude mapping a b\n", "expected" },
+		{ "mapping a b c d e\n", "too many words" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct vm_config vm;

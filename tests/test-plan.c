@@ -593,6 +593,7 @@ Test(plan, excluding_a_twin_by_serial_keeps_the_other)
 	xhci("xhci.0", 4, 4);
 	plan_for("100");
 	cr_expect_str_eq(summary(), "add usbhost3-2@xhci.0:4");
+}
 
 /* Proxmox's usb0..usb11 in <vm>.conf, only usb0 and usb1 plugged: a GUI
  * hot-add of usb11 later needs port 12, so usbsync must not take it. */
