@@ -34,8 +34,6 @@ FUZZ_SANITIZE := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 # with coverage for libFuzzer (fuzzer-no-link: no second main()).
 FUZZ_OBJS := $(addprefix $(FUZZ_BUILD)/,common/err.o common/grow.o common/text.o common/trust.o \
 	qmp/json.o reconcile/hostuse.o reconcile/config.o reconcile/mapping.o reconcile/port.o \
-FUZZ_OBJS := $(addprefix $(FUZZ_BUILD)/,common/err.o common/grow.o common/text.o common/trust.o \
-	qmp/json.o reconcile/hostuse.o reconcile/config.o reconcile/mapping.o reconcile/port.o \
 	reconcile/publish.o reconcile/pveconf.o reconcile/qdev.o reconcile/qtree.o)
 ifneq ($(BUILD),$(FUZZ_BUILD))
 fuzz-objs:
