@@ -93,6 +93,7 @@ struct vm_run {
 	struct vm_actual actual;
 	struct plan plan;
 	struct item_result *res; /* one per plan item */
+	struct item_result ctl;  /* adding Proxmox's controller (plan.add_controller) */
 };
 
 /* What a run cost (reconcile --stats). */

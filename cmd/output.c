@@ -220,6 +220,8 @@ void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 		json_kv_str(f, "state", vm_state_name(v->state), true);
 		json_kv_str(f, "error", v->err.kind ? v->err.msg : NULL, true);
 		json_vm_config(f, &r->cfg.vms[v->vm]);
+		json_kv_str(f, "add_controller", v->state != VM_RUNNING || !v->plan.add_controller ? NULL
+				 : !r->apply || !v->ctl.tried ? "planned" : v->ctl.ok ? "ok" : "failed", true);
 		fputs("\"items\":[", f);
 		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 			if (i)

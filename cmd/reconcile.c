@@ -88,6 +88,22 @@ static void row(struct table *t, const struct run *r, const struct vm_run *v, si
 		  out_escape(it->dev ? it->dev->product : res->seen_product), where, result);
 }
 
+/* Proxmox's controller, added first when a VM has no xHCI. */
+static void controller_row(struct table *t, const struct run *r, const struct vm_run *v,
+			   bool dry_run)
+{
+	char result[ERR_MSG_MAX + 16];
+
+	if (dry_run || !v->ctl.tried)
+		snprintf(result, sizeof result, "planned");
+	else if (!v->ctl.ok)
+		snprintf(result, sizeof result, "failed: %s", out_escape(v->ctl.error));
+	else
+		snprintf(result, sizeof result, "ok");
+	table_row(t, r->cfg.vms[v->vm].vm, "add", "", PVE_XHCI_ID, PVE_XHCI_DRIVER,
+		  "Proxmox's USB controller", PVE_XHCI_PCI_BUS " addr " PVE_XHCI_ADDR, result);
+}
+
 static void print_human(const struct run *r, bool dry_run)
 {
 	struct table *t = table_new(8);
@@ -98,6 +114,10 @@ static void print_human(const struct run *r, bool dry_run)
 	for (size_t k = 0; k < r->nvms; k++) {
 		const struct vm_run *v = &r->vms[k];
 		print_vm_line(r, v);
+		if (v->state == VM_RUNNING && v->plan.add_controller) {
+			controller_row(t, r, v, dry_run);
+			changes++, shown++;
+		}
 		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 			const struct plan_item *it = &v->plan.items[i];
 			changes += it->op != OP_NONE;

@@ -19,6 +19,7 @@
 #include "reconcile/actual.h"
 #include "reconcile/peer.h"
 #include "reconcile/port.h"
+#include "reconcile/pveconf.h"
 #include "store/store.h"
 
 const char *vm_state_name(enum vm_state s)
@@ -130,6 +131,7 @@ enum step { STEP_NONE = 0, STEP_READ, STEP_DEL, STEP_WAIT, STEP_ADD, STEP_DONE }
 
 struct vm_eng {
 	enum step step;
+	struct qmp_result ctl_res; /* adding Proxmox's controller (plan.add_controller) */
 	struct qmp_result *qres;  /* one per plan item: its command's outcome */
 	struct guest_bus *work;   /* adds: the buses as planned, ports taken as tried */
 };
@@ -222,19 +224,30 @@ static bool has_adds(const struct vm_run *v)
 	return false;
 }
 
-/* A plan that would add needs the buses, their ports and every usb-host
- * as QEMU holds it, which a quick read (or an audit before the port
- * counts) did not ask for. */
-static bool needs_more(const struct vm_run *v)
+static bool has_xhci(const struct vm_actual *a)
 {
-	const unsigned all = ACTUAL_DEVICES | ACTUAL_PORTS;
-
-	if ((v->actual.known & all) == all)
-		return false;
-	for (size_t i = 0; i < v->plan.n; i++)
-		if (v->plan.items[i].state == ITEM_MISSING)
+	for (size_t b = 0; b < a->nbuses; b++)
+		if (a->buses[b].kind == HC_XHCI)
 			return true;
 	return false;
+}
+
+/* What more a plan that would add needs read: the buses, their ports and
+ * every usb-host as QEMU holds it, which a quick read (or an audit before
+ * the port counts) did not ask for; and, for a VM without an xHCI,
+ * whether Proxmox's own controller can be added (the ids).  0: nothing. */
+static unsigned more_wanted(const struct vm_run *v)
+{
+	unsigned want = ACTUAL_DEVICES | ACTUAL_PORTS;
+	bool missing = false;
+
+	for (size_t i = 0; i < v->plan.n && !missing; i++)
+		missing = v->plan.items[i].state == ITEM_MISSING;
+	if (!missing)
+		return 0;
+	if ((v->actual.known & ACTUAL_DEVICES) && !has_xhci(&v->actual))
+		want |= ACTUAL_IDS;
+	return want & ~v->actual.known;
 }
 
 static bool queue_dels(struct eng *e, size_t i)
@@ -279,8 +292,8 @@ static void after_read(struct eng *e, size_t i)
 		v->state = v->err.kind == ERR_NOT_RUNNING ? VM_NOT_RUNNING : VM_FAILED;
 	} else if (!plan_vm(&r->cfg, v->vm, &r->tree, r->claims, &v->actual, &v->plan, &v->err)) {
 		v->state = VM_FAILED;
-	} else if (needs_more(v)) {
-		actual_queue_read(e->q[i], ACTUAL_DEVICES | ACTUAL_PORTS, &v->actual);
+	} else if (more_wanted(v)) {
+		actual_queue_read(e->q[i], v->actual.known | more_wanted(v), &v->actual);
 		return;
 	} else if (!(v->res = calloc(v->plan.n + 1, sizeof *v->res)) ||
 		   !(e->x[i].qres = calloc(v->plan.n + 1, sizeof *e->x[i].qres))) {
@@ -367,6 +380,9 @@ static void start_adds(struct eng *e, size_t i)
 	}
 	if (!plan_work(e, i))
 		err_set(&err, ERR_NOMEM, "out of memory");
+	/* Queued before the device adds, which QEMU then runs on its bus. */
+	if (!err.kind && v->plan.add_controller)
+		actual_queue_add_controller(e->q[i], PVE_XHCI_PORTS, PVE_XHCI_PORTS, &e->x[i].ctl_res);
 	for (size_t k = 0; k < v->plan.n; k++) {
 		if (v->plan.items[k].op != OP_ADD)
 			continue;
@@ -395,6 +411,21 @@ static bool retry_add(struct eng *e, size_t i, size_t k)
 	return true;
 }
 
+/* The controller's outcome, and what it means for the adds on its bus. */
+static void take_controller(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+	const struct qmp_result *c = &e->x[i].ctl_res;
+
+	if (!v->plan.add_controller || v->ctl.tried)
+		return;
+	take_result(&v->ctl, c);
+	for (size_t k = 0; !v->ctl.ok && k < v->plan.n; k++)
+		if (v->plan.items[k].op == OP_ADD && strcmp(v->plan.items[k].bus, PVE_XHCI_BUS) == 0)
+			snprintf(v->res[k].error, sizeof v->res[k].error,
+				 "adding Proxmox's controller " PVE_XHCI_ID " failed: %.400s", v->ctl.error);
+}
+
 static void after_adds(struct eng *e, size_t i)
 {
 	struct vm_run *v = &e->r->vms[i];
@@ -408,6 +439,7 @@ static void after_adds(struct eng *e, size_t i)
 		else
 			take_result(&v->res[k], &e->x[i].qres[k]);
 	}
+	take_controller(e, i);
 	if (again)
 		return;
 	close_vm(e, i);
@@ -646,10 +678,29 @@ static bool vm_recorded(const struct vm_run *v)
 {
 	if (v->state == VM_CONFIG_ERROR || v->state == VM_FAILED)
 		return true;
+	if (v->state == VM_RUNNING && v->plan.add_controller)
+		return true;
 	for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++)
 		if (item_recorded(&v->plan.items[i]))
 			return true;
 	return false;
+}
+
+/* Proxmox's controller, added before the devices on it. */
+static bool controller_event(struct events *x, const char *vm, const struct vm_run *v, bool dry_run)
+{
+	struct store_event *ev = add_event(x);
+
+	if (!ev)
+		return false;
+	ev->vm = vm, ev->op = "add";
+	ev->product = PVE_XHCI_DRIVER " " PVE_XHCI_ID " (Proxmox's controller, "
+		      PVE_XHCI_PCI_BUS " addr " PVE_XHCI_ADDR ")";
+	if (dry_run || !v->ctl.tried)
+		ev->result = "planned";
+	else
+		ev->result = v->ctl.ok ? "ok" : "failed", ev->error = v->ctl.ok ? NULL : v->ctl.error;
+	return true;
 }
 
 /* Everything of one VM worth remembering; false on OOM. */
@@ -664,6 +715,8 @@ static bool vm_events(struct events *x, const struct run *r, const struct vm_run
 		ev->vm = vm, ev->op = "error", ev->result = "failed", ev->error = v->err.msg;
 		return true;
 	}
+	if (v->state == VM_RUNNING && v->plan.add_controller && !controller_event(x, vm, v, dry_run))
+		return false;
 	for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 		const struct plan_item *it = &v->plan.items[i];
 		if (item_recorded(it) && !item_event(x, vm, it, &v->res[i], dry_run))
@@ -687,7 +740,7 @@ static void record_events(const struct run *r, const struct trigger *trig, bool 
 	/* At most one event per plan item, or one per VM, plus one. */
 	x.cap = 1;
 	for (size_t i = 0; i < r->nvms; i++)
-		x.cap += r->vms[i].plan.n + 1;
+		x.cap += r->vms[i].plan.n + 2;
 	x.ev = calloc(x.cap, sizeof *x.ev);
 	x.text = calloc(x.cap, sizeof *x.text);
 	ok = x.ev && x.text;

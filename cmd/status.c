@@ -32,6 +32,9 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 	printf("vm %s: running, %zu change%s pending\n", r->cfg.vms[v->vm].vm,
 	       plan_changes(&v->plan), plan_changes(&v->plan) == 1 ? "" : "s");
 	print_vm_notes(&r->cfg.vms[v->vm]);
+	if (v->plan.add_controller)
+		printf("  would add Proxmox's USB controller " PVE_XHCI_ID " (" PVE_XHCI_DRIVER " on "
+		       PVE_XHCI_PCI_BUS " addr " PVE_XHCI_ADDR ") for the devices below\n");
 	if (v->plan.n == 0)
 		return;
 	t = table_new(6);

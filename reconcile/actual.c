@@ -28,6 +28,7 @@
 #include "common/text.h"
 #include "qmp/json.h"
 #include "reconcile/port.h"
+#include "reconcile/pveconf.h"
 #include "reconcile/qdev.h"
 #include "reconcile/qtree.h"
 
@@ -75,6 +76,7 @@ struct rd {
 	enum qtree_state qtree;
 	bool qtree_refused;
 	enum fallback_stage fb;
+	bool pve_bridge, xhci_id; /* from the ids: vm_actual.has_pve_bridge, has_xhci_id */
 	bool stale;               /* a change was queued while reading */
 	unsigned fallbacks;       /* reads that went through QOM */
 };
@@ -209,6 +211,11 @@ static bool peripheral(struct rd *rd, const char *id, const char *type, struct e
 	enum hc_kind kind;
 	size_t c;
 
+	/* What adding Proxmox's own controller depends on (pveconf.h). */
+	if (strcmp(id, PVE_XHCI_PCI_BUS) == 0 && strcmp(type, "pci-bridge") == 0)
+		rd->pve_bridge = true;
+	if (strcmp(id, PVE_XHCI_ID) == 0)
+		rd->xhci_id = true;
 	if (qdev_hc_kind(type, &kind)) {
 		if ((c = add_ctl(rd, id, kind, e)) == NONE)
 			return false;
@@ -233,6 +240,7 @@ static bool on_peripheral(const struct json *j, int ret, void *ctx, struct err *
 	if (json_type(j, ret) != JSON_ARRAY)
 		return bad_reply(e, "return is not an array");
 	rd->nmanaged = 0;
+	rd->pve_bridge = rd->xhci_id = false;
 	for (int p = json_first(j, ret); p >= 0; p = json_next(j, p)) {
 		char id[QOM_NAME_MAX], t[QOM_NAME_MAX + 8], type[QOM_NAME_MAX];
 
@@ -809,6 +817,10 @@ static bool make_model(const struct rd *rd, struct vm_actual *out, struct err *e
 		return false;
 	}
 	out->known = rd->known;
+	if (rd->known & ACTUAL_IDS) {
+		out->has_pve_bridge = rd->pve_bridge;
+		out->has_xhci_id = rd->xhci_id;
+	}
 	return true;
 }
 
@@ -881,6 +893,26 @@ bool actual_queue_del(struct qmp *q, const char *id, struct qmp_result *res)
 	snprintf(args, sizeof args, "{\"id\":%s}", qid);
 	forget(q);
 	return qmp_queue(q, &c, what);
+}
+
+bool actual_queue_add_controller(struct qmp *q, unsigned p2, unsigned p3,
+				 struct qmp_result *res)
+{
+	char args[256];
+	struct qmp_call c = { .exec = "device_add", .args = args, .res = res };
+	struct err e = { 0 };
+
+	*res = (struct qmp_result){ 0 };
+	if (p2 > PVE_XHCI_PORTS || p3 > PVE_XHCI_PORTS || (p2 == 0 && p3 == 0)) {
+		err_set(&e, ERR_USAGE, "device_add " PVE_XHCI_ID ": p2 %u or p3 %u out of range", p2, p3);
+		qmp_refuse(q, res, &e);
+		return false;
+	}
+	snprintf(args, sizeof args,
+		 "{\"driver\":\"" PVE_XHCI_DRIVER "\",\"id\":\"" PVE_XHCI_ID "\",\"bus\":\""
+		 PVE_XHCI_PCI_BUS "\",\"addr\":\"" PVE_XHCI_ADDR "\",\"p2\":%u,\"p3\":%u}", p2, p3);
+	forget(q);
+	return qmp_queue(q, &c, PVE_XHCI_ID);
 }
 
 /* The blocking calls: one queued command, driven alone. */

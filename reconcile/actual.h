@@ -19,7 +19,9 @@
 
 /* What a read asks for, ACTUAL_* bits of model.h, each a fixed cost:
  *  ACTUAL_IDS      `qom-list /machine/peripheral` (1 command): every
- *                  device with an id and its type.  The model then holds
+ *                  device with an id and its type (and so whether
+ *                  Proxmox's bridge pci.1 and a device "xhci" exist:
+ *                  vm_actual.has_pve_bridge, has_xhci_id).  The model then holds
  *                  only managed devices ("usbhost<port>" ids of USB
  *                  types), no buses; a managed usb-host's hostbus and
  *                  hostport are taken from its id (guest_dev.from_id) and
@@ -64,6 +66,13 @@ unsigned actual_get_fallbacks(const struct qmp *q);
  * live until qmp_drive calls idle. */
 bool actual_queue_add(struct qmp *q, const char *id, const char *bus, unsigned guest_port,
 		      unsigned hostbus, const char *hostport, struct qmp_result *res);
+
+/* device_add qemu-xhci,id=xhci,bus=pci.1,addr=0x1b,p2=P2,p3=P3, queued:
+ * Proxmox's own controller exactly as qemu-server adds it (pveconf.h),
+ * so that Proxmox takes it for its own and later usbN hot-plugs reuse it.
+ * P2 and P3 are 0..15, not both 0.  `res` must live until idle. */
+bool actual_queue_add_controller(struct qmp *q, unsigned p2, unsigned p3,
+				 struct qmp_result *res);
 
 /* device_del ID, queued.  For USB devices QEMU replies once the device is
  * gone; its DEVICE_DELETED event may come before or after the reply. */

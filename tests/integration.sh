@@ -369,6 +369,57 @@ test_proxmox_usbN_ports_of_current_and_pending_config_are_never_taken() {
 	expect_in "$OUT" "no free port on any USB bus of this VM (xhci.0 ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14 are kept" "why"
 }
 
+# A Proxmox q35 VM with no usbN: only EHCI/UHCI and the bridges.
+pve_vm_start() {
+	vm_start "$1" -readconfig "$TOP/tests/pve-q35.cfg" -device usb-tablet,id=tablet,bus=ehci.0,port=1
+}
+qom_get() { "$PEEK" "$T/qmp/$1.qmp" run "{\"execute\":\"qom-get\",\"arguments\":{\"path\":\"$2\",\"property\":\"$3\"}}"; }
+
+test_proxmox_vm_without_xhci_gets_proxmox_own_controller_and_every_device() {
+	pve_vm_start 100
+	conf 100 "3-4"
+	us reconcile
+	expect_rc 0
+	expect_in "$OUT" "xhci            qemu-xhci  Proxmox's USB controller  pci.1 addr 0x1b  ok" "the controller is reported"
+	expect_eq "$(usb 100 | cut -d' ' -f1,4,5 | tr '\n' ' ')" \
+		"usbhost3-4.1.1 xhci.0 15 usbhost3-4.1.2 xhci.0 14 usbhost3-4.1.4 xhci.0 13 usbhost3-4.4 xhci.0 12 " \
+		"every device on Proxmox's xhci"
+	expect_eq "$(qom_get 100 /machine/peripheral/xhci type)" '"qemu-xhci"' "driver"
+	expect_eq "$(qom_get 100 /machine/peripheral/xhci addr)" "216" "address 0x1b (devfn 27 << 3)"
+	expect_eq "$(qom_get 100 /machine/peripheral/xhci p2) $(qom_get 100 /machine/peripheral/xhci p3)" "15 15" "ports"
+	expect_eq "$(qom_get 100 /machine/peripheral/xhci parent_bus)" '"/machine/peripheral/pci.1/pci.1"' "on pci.1"
+	expect_in "$(history_json)" "qemu-xhci xhci (Proxmox's controller" "history"
+	us reconcile
+	expect_in "$OUT" "in sync" "second run"
+	# A udev run reads only the ids first: the same, and the same when
+	# Proxmox unplugged its controller (its last usbN removed; a paused VM
+	# without a guest cannot finish a PCI unplug, so a fresh VM stands in).
+	pve_vm_start 101
+	conf 100 ""
+	conf 101 "3-4"
+	ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4 us reconcile
+	expect_rc 0
+	expect_eq "$(usb_ids 101)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4" "udev run"
+	expect_eq "$(qom_get 101 /machine/peripheral/xhci addr)" "216" "controller added by a udev run"
+}
+
+test_controller_none_or_plain_qemu_keeps_the_ehci_behaviour() {
+	pve_vm_start 100
+	conf 100 "controller none
+3-4.4"
+	us reconcile
+	expect_rc 0
+	expect_in "$(usb 100 | cut -d' ' -f1,4)" "usbhost3-4.4 ehci" "high speed on an EHCI bus"
+	expect_not_in "$(usb_ids 100)" "xhci" "no controller"
+	"$PEEK" "$T/qmp/100.qmp" run '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/xhci","property":"type"}}' \
+		> /dev/null 2>&1 && fail "controller none: an xhci was added"
+	vm_start 101 -device ich9-usb-ehci1,id=ehci
+	conf 101 "3-4.1.1"
+	us reconcile --vm 101
+	expect_rc 1
+	expect_in "$OUT" "no USB controller with an id that fits" "plain QEMU: today's message"
+}
+
 test_mapping_names_a_port_per_node() {
 	vm_start 100 -device qemu-xhci,p2=15,p3=15,id=xhci
 	mkdir -p "$T/mapping"

@@ -1009,3 +1009,53 @@ Test(actual, qtree_device_then_garbage_and_an_empty_bus_does_not_double_free)
 	actual_clear(&a);
 	free(tree);
 }
+
+/* ---- what adding Proxmox's own controller depends on ---- */
+
+Test(actual, ids_say_whether_proxmox_bridge_and_an_xhci_id_exist)
+{
+	static const struct reply_rule with[] = {
+		{ IDS, RETURN("[" PROPS ", " PERIPH("pci.1", "pci-bridge") ", " PERIPH("xhci", "nec-usb-xhci")
+			      ", " PERIPH("ehci", "ich9-usb-ehci1") "]") },
+		{ NULL, NULL },
+	};
+	static const struct reply_rule without[] = {
+		{ IDS, RETURN("[" PROPS ", " PERIPH("pci.1", "virtio-net-pci") ", " PERIPH("pci.2", "pci-bridge")
+			      ", " PERIPH("xhci2", "qemu-xhci") "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+
+	cr_assert(read_usb(with, ACTUAL_IDS, &a, &e), "%s", e.msg);
+	cr_expect(a.has_pve_bridge);
+	cr_expect(a.has_xhci_id);
+	actual_clear(&a);
+	cr_assert(read_usb(without, ACTUAL_IDS, &a, &e), "%s", e.msg);
+	cr_expect_not(a.has_pve_bridge, "pci.1 must be a pci-bridge");
+	cr_expect_not(a.has_xhci_id);
+	actual_clear(&a);
+}
+
+Test(actual, proxmox_controller_add_is_exactly_qemu_servers)
+{
+	static const struct reply_rule rules[] = {
+		{ "\"execute\":\"device_add\",\"arguments\":{\"driver\":\"qemu-xhci\",\"id\":\"xhci\","
+		  "\"bus\":\"pci.1\",\"addr\":\"0x1b\",\"p2\":15,\"p3\":15}", RETURN("{}") },
+		{ NULL, NULL },
+	};
+	struct qmp_result res;
+	struct qmp *q;
+
+	serve_again(rules);
+	q = open_ok();
+	cr_assert(actual_queue_add_controller(q, 15, 15, &res));
+	qmp_wait(q);
+	cr_expect(res.done && res.ok, "%s", res.err.msg);
+	cr_expect_not(actual_queue_add_controller(q, 16, 15, &res));
+	cr_expect(res.done && !res.ok && res.err.kind == ERR_USAGE);
+	cr_expect_not(actual_queue_add_controller(q, 0, 0, &res));
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+}
