@@ -243,7 +243,7 @@ static void device_row(struct table *tab, const struct config *cfg, const struct
 /* Where each connector is: one line each, after the devices. */
 static void print_connectors(const struct usbtree *t, const struct row *rows)
 {
-	char name[2 * PORT_STR_MAX + 4], prev[sizeof name] = "", loc[256];
+	char name[2 * PORT_STR_MAX + 16], prev[sizeof name] = "", loc[256];
 	struct table *tab = table_new(4);
 
 	table_row(tab, "CONNECTOR", "TYPE", "REMOVABLE", "WHERE");
@@ -255,6 +255,9 @@ static void print_connectors(const struct usbtree *t, const struct row *rows)
 		if (strcmp(connector_name(top, name, sizeof name), prev) == 0)
 			continue;
 		snprintf(prev, sizeof prev, "%s", name);
+		/* A rule for a port without a peer covers only its own bus. */
+		if (!top->has_peer)
+			snprintf(name + strlen(name), sizeof name - strlen(name), " (no peer)");
 		table_row(tab, name, out_escape(w->connect_type), out_escape(top->where.removable),
 			  location_text(w, loc, sizeof loc));
 	}

@@ -652,8 +652,8 @@ test_tree_shows_the_hub_tree_and_who_gets_each_device() {
 	expect_in "$OUT" "excluded" "exclude"
 	expect_in "$OUT" "conflict: 100, 101" "conflict"
 	expect_in "$OUT" "  1-2                -     0bda:0129  480M   USB2.0-CRW      Generic                     20100201396000000     host" "host device, with its serial"
-	expect_in "$OUT" "3-4 = 4-4  hotplug    removable  front panel, left, upper" "where the connector is"
-	expect_in "$OUT" "1-2        hardwired" "a port without a peer"
+	expect_in "$OUT" "3-4 = 4-4      hotplug    removable  front panel, left, upper" "where the connector is"
+	expect_in "$OUT" "1-2 (no peer)  hardwired  fixed" "a port without a peer"
 	us tree --json
 	echo "$OUT" | python3 -c '
 import json, sys
