@@ -303,7 +303,8 @@ bool config_load_dir(const char *dir, struct config *out, struct err *e)
 		config_clear(out);
 		return false;
 	}
-	qsort(out->vms, out->nvms, sizeof *out->vms, vm_order);
+	if (out->nvms > 1) /* vms is NULL in an empty dir: qsort's is nonnull */
+		qsort(out->vms, out->nvms, sizeof *out->vms, vm_order);
 	return true;
 }
 

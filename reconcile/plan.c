@@ -392,7 +392,8 @@ bool plan_vm(const struct config *cfg, size_t vm, const struct usbtree *tree,
 		plan_clear(out);
 		return err_set(e, ERR_NOMEM, "vm %s: out of memory while planning", cfg->vms[vm].vm);
 	}
-	qsort(out->items, out->n, sizeof *out->items, item_order);
+	if (out->n > 1) /* items is NULL for an empty plan: qsort's is nonnull */
+		qsort(out->items, out->n, sizeof *out->items, item_order);
 	return true;
 }
 

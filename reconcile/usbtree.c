@@ -358,7 +358,7 @@ bool usbtree_read_with(const char *sysfs, const struct hostuse_paths *hp, unsign
 	}
 	closedir(d);
 	hostuse_disks_free(disks);
-	if (ok)
+	if (ok && out->n > 1) /* devs is NULL when there are none: qsort's is nonnull */
 		qsort(out->devs, out->n, sizeof *out->devs, dev_order);
 	else
 		usbtree_clear(out);

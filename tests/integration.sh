@@ -4,6 +4,13 @@
 # own temp dir and kills the VMs it started, by pid, whatever happens.
 #
 #   tests/integration.sh build/usbsync [TEST_NAME_PATTERN]
+#
+# Everything a test's programs write to stderr is kept in files under its
+# temp dir, and a test fails when any of them holds a sanitizer report
+# (`make integration-asan` runs this against a sanitized build): an exit
+# code does not always show one (LeakSanitizer reports at exit, some runs'
+# status is not the point of the test), and log_path cannot be used under
+# umockdev's preload.
 set -u
 
 BIN=$(realpath "$1")
@@ -51,12 +58,14 @@ vm_stop() {
 
 conf() { printf '%s\n' "$2" > "$T/cfg/$1.usb.conf"; }
 
-# us ARGS...: run usbsync under the fake tree; output in $OUT/$ERR, status in $RC
+# us ARGS...: run usbsync under the fake tree; output in $OUT/$ERR, status in
+# $RC; every run's stderr is also kept in $T/us.err for the sanitizer check
 us() {
 	umockdev-run -d "$TREE" -- "$BIN" "$@" > "$T/out" 2> "$T/err"
 	RC=$?
 	OUT=$(cat "$T/out")
 	ERR=$(cat "$T/err")
+	cat "$T/err" >> "$T/us.err"
 }
 
 # vm_proxied NAME MODE [ARGS...]: a VM whose monitor is reached through
@@ -69,7 +78,7 @@ vm_proxied() {
 	"$TOP/tests/qmp-proxy" "$T/qmp/$name.qmp" "$T/real/$name.qmp" "$@" > "$T/proxy.$name" 2>&1 3>&- &
 	PROXY_PID=$!
 	VMPIDS="$VMPIDS $PROXY_PID"
-	wait_until 3000 grep -q ready "$T/proxy.$name" || fail "proxy for $name did not start"
+	wait_until 3000 grep -qs ready "$T/proxy.$name" || fail "proxy for $name did not start"
 }
 
 # usb VM: the VM's usb-host devices as QEMU reports them, "id hostbus hostport bus port"
@@ -93,9 +102,10 @@ tree_without() {
 	TREE=$out
 }
 
-# wait_until MS CMD...: poll CMD every 20 ms until it succeeds; false after MS
+# wait_until MS CMD...: poll CMD every 20 ms until it succeeds; false after
+# MS times IT_TIME_SCALE (integration-asan sets 3: sanitized runs are slower)
 wait_until() {
-	local ms=$1; shift
+	local ms=$(( $1 * ${IT_TIME_SCALE:-1} )); shift
 	local end=$(( $(date +%s%N) / 1000000 + ms ))
 	until "$@"; do
 		[ $(( $(date +%s%N) / 1000000 )) -lt $end ] || return 1
@@ -199,6 +209,19 @@ test_conflict_changes_nothing_and_exits_2() {
 	expect_in "$OUT" "conflict" "reported on every run"
 }
 
+# Found by the sanitized pass: the empty plan reached qsort with a NULL
+# array, and UBSan stopped reconcile and status there.
+test_a_running_vm_whose_device_is_not_plugged_in_is_in_sync() {
+	vm_start 100
+	conf 100 "port 9-9"
+	us reconcile
+	expect_rc 0
+	expect_in "$OUT" "in sync" "reconcile"
+	us status
+	expect_rc 0
+	expect_in "$OUT" "vm 100: running, 0 changes pending" "status"
+}
+
 test_excluded_device_is_not_attached() {
 	vm_start 100
 	conf 100 $'port 3-4\nexclude port 3-4.1.4\nexclude device 046d:0825'
@@ -285,7 +308,7 @@ test_history_records_changes_and_filters() {
 	expect_eq "$(history_json --until 2000-01-01 | tr -d '\n')" "[]" "until"
 	"$BIN" history > "$T/h.txt" || fail "history failed"
 	expect_in "$(cat "$T/h.txt")" "last run:" "last run time"
-	"$BIN" history --since yesterday > /dev/null 2>&1 && fail "bad --since accepted"
+	"$BIN" history --since yesterday > /dev/null 2>> "$T/quiet.err" && fail "bad --since accepted"
 	return 0
 }
 
@@ -590,6 +613,8 @@ test_burst_of_40_udev_runs_converges_once_without_duplicates() {
 	expect_not_in "$h" '"result":"failed"' "history: no failures"
 }
 
+touched() { [ "$(stat -c %Y "$1")" != 0 ]; }
+
 test_a_queued_run_waits_out_a_burst_but_a_lone_run_does_not() {
 	vm_start 100
 	conf 100 "3-4.4"
@@ -597,13 +622,19 @@ test_a_queued_run_waits_out_a_burst_but_a_lone_run_does_not() {
 	expect_rc 0
 	# a lone run created wait.lock looking untouched: it did not wait
 	expect_eq "$(stat -c %Y "$T/run/wait.lock")" "0" "a new wait.lock reads as never touched"
-	# runs keep coalescing for ~0.4 s (touching wait.lock as they do):
-	# ours waits until 100 ms after the last of them
-	( for _ in $(seq 40); do touch "$T/run/wait.lock"; sleep 0.01; done ) &
+	# runs keep coalescing (touching wait.lock as they do) all the while
+	# ours starts (umockdev-run can take seconds on a loaded machine): it
+	# waits until 100 ms after the last of them, or 1 s.  One process
+	# touches, since a loaded machine can leave 100 ms between forks.
+	python3 -c 'import os, sys, time
+for _ in range(2000):
+	os.utime(sys.argv[1])
+	time.sleep(0.01)' "$T/run/wait.lock" &
 	local toucher=$! ms
+	wait_until 3000 touched "$T/run/wait.lock" || fail "wait.lock never touched"
 	us reconcile --stats
 	expect_rc 0
-	wait $toucher
+	kill $toucher; wait $toucher 2>/dev/null
 	ms=$(echo "$ERR" | grep -o 'ms_total=[0-9]*' | cut -d= -f2)
 	[ -n "$ms" ] && [ "$ms" -ge 150 ] || fail "waited only ${ms:-?} ms while runs coalesced"
 }
@@ -612,9 +643,9 @@ test_a_run_waits_for_the_one_before_it_within_a_bound() {
 	vm_start 100
 	conf 100 "3-4.4"
 	mkdir -p "$T/run" && chmod 700 "$T/run"
-	flock "$T/run/run.lock" sleep 3 &
+	flock "$T/run/run.lock" sh -c 'echo held > "$0"; sleep 3' "$T/held" &
 	local holder=$!
-	sleep 0.2
+	wait_until 3000 grep -qs held "$T/held" || fail "flock did not take run.lock"
 	USBSYNC_LOCK_WAIT=0.5 us reconcile
 	expect_rc 1
 	expect_in "$ERR" "run.lock" "names the lock"
@@ -684,7 +715,7 @@ test_history_prune_keeps_recent_runs_and_drops_old_ones() {
 	us reconcile --trigger timer --prune-older-than 0s
 	expect_rc 0
 	expect_eq "$(history_json | tr -d '\n')" "[]" "pruned by the timer run"
-	"$BIN" history --prune-older-than soon 2>/dev/null && fail "bad span accepted"
+	"$BIN" history --prune-older-than soon 2>> "$T/quiet.err" && fail "bad span accepted"
 	# the timer passes it every minute: the next hour's no-op runs do not
 	# even load libsqlite3 for it
 	mkdir -p "$T/lib"
@@ -707,7 +738,8 @@ test_history_before_anything_was_recorded_is_empty_not_an_error() {
 	expect_in "$OUT" "last run: " "the no-op run's time"
 	us history --json
 	expect_eq "$OUT" "[]" "empty JSON"
-	"$BIN" --db "$T/nowhere/history.db" history > /dev/null 2>&1 && fail "a wrong --db directory passed"
+	"$BIN" --db "$T/nowhere/history.db" history > /dev/null 2>> "$T/quiet.err" &&
+		fail "a wrong --db directory passed"
 	return 0
 }
 
@@ -768,33 +800,41 @@ hookscript() {
 	echo "$(dirname "$BIN")/dist/usbsync-hookscript"
 }
 
+# hs_run ARGS...: the hookscript under the fake tree, output in $T/out (and
+# kept in $T/hook.log for the sanitizer check)
+hs_run() {
+	umockdev-run -d "$TREE" -- "$HS" "$@" > "$T/out" 2>&1
+	local rc=$?
+	cat "$T/out" >> "$T/hook.log"
+	return $rc
+}
+
 test_hookscript_chains_another_hook_and_never_fails_a_vm_start() {
-	local hs
-	hs=$(hookscript)
+	HS=$(hookscript)
 	vm_start 100
 	conf 100 "3-4.4"
 	printf '#!/bin/sh\necho "$@" >> %s/chain.log\n[ "$2" != pre-start ] || exit 7\n' "$T" > "$T/chain"
 	chmod +x "$T/chain"
 	printf 'USBSYNC_CHAIN_HOOK=%s/chain\n' "$T" > "$T/defaults"
 	export USBSYNC_DEFAULTS=$T/defaults
-	umockdev-run -d "$TREE" -- "$hs" 100 post-start > "$T/out" 2>&1
+	hs_run 100 post-start
 	expect_eq "$?" "0" "post-start"
 	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "post-start attached the device"
-	umockdev-run -d "$TREE" -- "$hs" 100 pre-start > /dev/null 2>&1
+	hs_run 100 pre-start
 	expect_eq "$?" "7" "the chained hook's failure is kept"
 	expect_eq "$(cat "$T/chain.log")" "100 post-start
 100 pre-start" "chained hook got the same arguments"
 	# a usbsync failure (here a config error) never fails the hook...
 	conf 100 "bogus line"
-	umockdev-run -d "$TREE" -- "$hs" 100 post-start > "$T/out" 2>&1
+	hs_run 100 post-start
 	expect_eq "$?" "0" "usbsync failure ignored"
 	expect_in "$(cat "$T/out")" "100.usb.conf:1" "but reported"
 	# ...unless asked to
 	printf 'USBSYNC_HOOK_STRICT=1\n' > "$T/defaults"
-	umockdev-run -d "$TREE" -- "$hs" 100 post-start > /dev/null 2>&1
+	hs_run 100 post-start
 	expect_eq "$?" "1" "strict mode"
 	# and a VM that is not running is no failure at all
-	umockdev-run -d "$TREE" -- "$hs" 555 post-start > /dev/null 2>&1
+	hs_run 555 post-start
 	expect_eq "$?" "0" "vm without socket"
 }
 
@@ -1046,20 +1086,33 @@ test_without_peer_links_a_port_rule_covers_only_its_bus() {
 
 # ---- runner ------------------------------------------------------------------
 
+SAN_REPORT='(Address|Leak|UndefinedBehavior)Sanitizer|runtime error:'
+
+# sanitized NAME: fail NAME if a file its test wrote holds a sanitizer report
+sanitized() {
+	local files
+	files=$(grep -rIlE "$SAN_REPORT" "$ROOT/$1" "$ROOT/$1.stderr" 2>/dev/null) || return 0
+	echo "    FAIL: sanitizer reports in: $(echo $files)" >&2
+	grep -h -m1 -A20 -E "$SAN_REPORT" $files | head -40 | sed 's/^/    /' >&2
+	return 1
+}
+
 passed=0 failed=0 failures=""
 for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
 	[ -z "$PATTERN" ] || [[ $t == *$PATTERN* ]] || continue
 	name=${t#test_}
 	# Each test in its own subshell, killed (its VMs with it) after 3 minutes.
-	( setup "$name"; "$t" ) &
+	( setup "$name"; "$t" ) 2> "$ROOT/$name.stderr" &
 	pid=$!
 	# (its output goes nowhere, so a leftover sleep never holds our pipe open)
-	( sleep 180; kill -TERM $pid ) > /dev/null 2>&1 &
+	( sleep $(( 180 * ${IT_TIME_SCALE:-1} )); kill -TERM $pid ) > /dev/null 2>&1 &
 	watchdog=$!
 	wait $pid
 	rc=$?
 	kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
-	[ $rc -ne 143 ] || echo "    TIMEOUT after 180 s" >&2
+	cat "$ROOT/$name.stderr" >&2
+	[ $rc -ne 143 ] || echo "    TIMEOUT after $(( 180 * ${IT_TIME_SCALE:-1} )) s" >&2
+	[ $rc -ne 0 ] || sanitized "$name" || rc=1
 	if [ $rc -eq 0 ]; then
 		echo "PASS $name"
 		passed=$((passed + 1))

@@ -735,3 +735,16 @@ Test(plan, a_real_uhci_bus_is_preferred_to_an_ehci_companion_for_slow_devices)
 	plan_for("100");
 	cr_expect_str_eq(summary(), "add usbhost3-4.1.1@uhci.0:2");
 }
+
+/* Found by the sanitized integration pass (UBSan): a running VM whose
+ * configured device is not plugged in plans nothing, and plan_vm passed
+ * the empty plan's NULL array to qsort, which glibc declares nonnull. */
+Test(plan, vm_whose_configured_device_is_not_plugged_in_plans_nothing)
+{
+	blog_tree();
+	vm("100", "port 9-9\n");
+	xhci("xhci.0", 4, 4);
+	plan_for("100");
+	cr_expect_eq(F.plan.n, 0);
+	cr_expect_str_eq(summary(), "");
+}

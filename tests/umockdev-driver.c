@@ -98,7 +98,7 @@ int main(int argc, char **argv)
 {
 	UMockdevTestbed *bed;
 	GError *error = NULL;
-	char line[4096];
+	char line[4096], *root;
 	pid_t pid;
 
 	if (argc < 4 || strcmp(argv[2], "--") != 0) {
@@ -111,7 +111,9 @@ int main(int argc, char **argv)
 			error->message);
 		return 2;
 	}
-	setenv("UMOCKDEV_DIR", umockdev_testbed_get_root_dir(bed), 1);
+	root = umockdev_testbed_get_root_dir(bed); /* a copy, ours to free */
+	setenv("UMOCKDEV_DIR", root, 1);
+	g_free(root);
 	if ((pid = fork()) == 0) {
 		execvp(argv[3], &argv[3]);
 		fprintf(stderr, "umockdev-driver: %s: %s\n", argv[3], strerror(errno));

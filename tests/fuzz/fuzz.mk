@@ -8,8 +8,11 @@
 #                      fuzz-pve)
 #   make asan          usbsync and the unit tests built by clang with ASan
 #                      and UBSan in build-asan; unit tests under umockdev
+#   make integration-asan  tests/integration.sh against that build of
+#                      usbsync and its C test helpers
 #   make lint          cppcheck and clang-tidy, zero findings allowed
-#   make check-extra   lint, asan and fuzz-smoke: what `make check` adds
+#   make check-extra   lint, asan, integration-asan and fuzz-smoke: what
+#                      `make check` adds
 #
 # Fuzzing needs clang (libFuzzer is in libclang-rt-14-dev).  New inputs
 # stay in $(FUZZ_BUILD)/corpus/<target>; a crash is saved as
@@ -28,7 +31,7 @@ FUZZ_SEEDS_json := tests/corpus/json-good tests/corpus/json-bad
 FUZZ_SANITIZE := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
-.PHONY: fuzz fuzz-smoke fuzz-build fuzz-objs asan lint check-extra $(FUZZ_TARGETS:%=fuzz-%)
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-objs asan integration-asan lint check-extra $(FUZZ_TARGETS:%=fuzz-%)
 
 # Only the parsers and what they use, built by GNUmakefile's own rule
 # with coverage for libFuzzer (fuzzer-no-link: no second main()).
@@ -79,6 +82,14 @@ asan:
 		echo "asan: sanitizer reports in $(ASAN_BUILD)/unit.log" >&2; exit 1; fi
 	@exit $$(cat $(ASAN_BUILD)/unit.rc)
 
+# The whole integration suite again, on the sanitized binary and
+# umockdev-driver: real runs against real QEMU are where an empty plan
+# or a leak at exit shows.  The harness fails a test whose programs wrote
+# any sanitizer report to stderr (see its head comment).
+integration-asan:
+	@$(ASAN_MAKE) all $(ASAN_BUILD)/tests/umockdev-driver
+	@$(ASAN_ENV) IT_TIME_SCALE=3 tests/integration.sh $(ASAN_BUILD)/usbsync
+
 # ---- lint ------------------------------------------------------------------
 # The program and the fuzz targets (the Criterion tests are macro soup to
 # both tools).  The check sets, and why each left-out check is left out,
@@ -96,6 +107,6 @@ lint:
 		grep -v ' warnings\? generated\.$$' $(BUILD)/clang-tidy.log >&2; exit $$rc
 	@echo "lint: cppcheck and clang-tidy found nothing"
 
-check-extra: lint asan fuzz-smoke
+check-extra: lint asan integration-asan fuzz-smoke
 
 -include $(FUZZ_BINS:=.d)
