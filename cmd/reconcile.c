@@ -104,10 +104,24 @@ static void controller_row(struct table *t, const struct run *r, const struct vm
 		  "Proxmox's USB controller", PVE_XHCI_PCI_BUS " addr " PVE_XHCI_ADDR, result);
 }
 
+/* The last line.  "in sync" only when every selected VM was read and
+ * planned: a VM that could not be (busy monitor, bad config) or a run
+ * that could not read the host is not known to be in sync. */
+static void print_summary(const struct run *r, size_t changes, size_t shown, size_t unchecked,
+			  bool dry_run)
+{
+	if (unchecked)
+		printf("not checked: %zu VM%s (see above)\n", unchecked, unchecked == 1 ? "" : "s");
+	if (dry_run && (changes || shown))
+		printf("dry run: %zu change%s pending, nothing changed\n", changes, changes == 1 ? "" : "s");
+	else if (!changes && !shown && !unchecked && !r->err.kind)
+		printf("in sync: nothing to %s\n", dry_run ? "change" : "do");
+}
+
 static void print_human(const struct run *r, bool dry_run)
 {
 	struct table *t = table_new(8);
-	size_t changes = 0, shown = 0;
+	size_t changes = 0, shown = 0, unchecked = 0;
 
 	table_row(t, "VM", "OP", "PORT", "ID", "DEVICE", "PRODUCT", "WHERE",
 		  dry_run ? "PLAN" : "RESULT");
@@ -118,6 +132,7 @@ static void print_human(const struct run *r, bool dry_run)
 			controller_row(t, r, v, dry_run);
 			changes++, shown++;
 		}
+		unchecked += v->state == VM_FAILED || v->state == VM_CONFIG_ERROR;
 		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 			const struct plan_item *it = &v->plan.items[i];
 			changes += it->op != OP_NONE;
@@ -131,10 +146,7 @@ static void print_human(const struct run *r, bool dry_run)
 	if (shown)
 		table_print(t, stdout, "");
 	table_free(t);
-	if (changes == 0 && shown == 0)
-		printf("in sync: nothing to %s\n", dry_run ? "change" : "do");
-	else if (dry_run)
-		printf("dry run: %zu change%s pending, nothing changed\n", changes, changes == 1 ? "" : "s");
+	print_summary(r, changes, shown, unchecked, dry_run);
 }
 
 /* One line on stderr: what the run cost, for people and for `make bench`. */

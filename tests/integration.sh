@@ -352,6 +352,33 @@ test_busy_monitor_times_out_and_other_vms_are_still_reconciled() {
 	expect_in "$(history_json)" '"vm":"100","op":"error"' "timeout recorded"
 }
 
+# A VM that could not be read is not known to be in sync: the summary said
+# "in sync: nothing to do" beside the error all the same.
+test_a_vm_that_could_not_be_checked_is_never_reported_in_sync() {
+	vm_start 100
+	conf 100 "port 9-9"
+	"$PEEK" "$T/qmp/100.qmp" hold 20 > "$T/hold" &
+	local holder=$!
+	VMPIDS="$VMPIDS $holder"
+	wait_until 5000 grep -q holding "$T/hold" || fail "qmp-peek did not take the monitor"
+	USBSYNC_TIMEOUT=0.5 us reconcile
+	expect_rc 1
+	expect_in "$ERR" "vm 100" "error"
+	expect_not_in "$OUT" "in sync" "summary with the monitor busy"
+	expect_in "$OUT" "not checked: 1 VM" "summary with the monitor busy"
+	USBSYNC_TIMEOUT=0.5 us reconcile --dry-run
+	expect_not_in "$OUT" "in sync" "dry run with the monitor busy"
+	kill $holder; wait $holder 2>/dev/null
+	conf 100 "prot 9-9"
+	us reconcile
+	expect_rc 2
+	expect_not_in "$OUT" "in sync" "summary with a broken config"
+	conf 100 "port 9-9"
+	us reconcile
+	expect_rc 0
+	expect_in "$OUT" "in sync: nothing to do" "once it can be read"
+}
+
 test_foreign_usb_host_on_the_same_port_is_skipped() {
 	vm_start 100
 	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"usb-host","id":"usb0","bus":"xhci.0","port":"1","hostbus":3,"hostport":"4.4"}}'
