@@ -670,14 +670,18 @@ test_a_run_waits_for_the_one_before_it_within_a_bound() {
 	vm_start 100
 	conf 100 "3-4.4"
 	mkdir -p "$T/run" && chmod 700 "$T/run"
-	flock "$T/run/run.lock" sh -c 'echo held > "$0"; sleep 3' "$T/held" &
+	# held until killed (umockdev-run alone can take seconds to start on a
+	# loaded machine); the sleep holds the lock with flock, so both go
+	flock "$T/run/run.lock" sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 60' "$T/held" &
 	local holder=$!
-	wait_until 3000 grep -qs held "$T/held" || fail "flock did not take run.lock"
+	VMPIDS="$VMPIDS $holder"
+	wait_until 3000 test -s "$T/held" || fail "flock did not take run.lock"
+	VMPIDS="$VMPIDS $(cat "$T/held")"
 	USBSYNC_LOCK_WAIT=0.5 us reconcile
 	expect_rc 1
 	expect_in "$ERR" "run.lock" "names the lock"
 	expect_eq "$(usb_ids 100)" "" "changed nothing"
-	wait $holder
+	kill "$(cat "$T/held")" $holder; wait $holder 2>/dev/null
 	us reconcile
 	expect_rc 0
 	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "then it runs"

@@ -9,10 +9,10 @@
 #   make asan          usbsync and the unit tests built by clang with ASan
 #                      and UBSan in build-asan; unit tests under umockdev
 #   make integration-asan  tests/integration.sh against that build of
-#                      usbsync and its C test helpers
+#                      usbsync and its C test helpers (.ci/run runs it
+#                      after make check)
 #   make lint          cppcheck and clang-tidy, zero findings allowed
-#   make check-extra   lint, asan, integration-asan and fuzz-smoke: what
-#                      `make check` adds
+#   make check-extra   lint, asan and fuzz-smoke: what `make check` adds
 #
 # Fuzzing needs clang (libFuzzer is in libclang-rt-14-dev).  New inputs
 # stay in $(FUZZ_BUILD)/corpus/<target>; a crash is saved as
@@ -107,6 +107,6 @@ lint:
 		grep -v ' warnings\? generated\.$$' $(BUILD)/clang-tidy.log >&2; exit $$rc
 	@echo "lint: cppcheck and clang-tidy found nothing"
 
-check-extra: lint asan integration-asan fuzz-smoke
+check-extra: lint asan fuzz-smoke
 
 -include $(FUZZ_BINS:=.d)
