@@ -47,12 +47,12 @@ static int finish(pid_t pid)
  * again then aborts on them: drop such links, so it can be plugged again. */
 static void drop_bus_links(UMockdevTestbed *bed)
 {
-	char pattern[4096];
+	char pattern[4096], *root = umockdev_testbed_get_root_dir(bed); /* ours to free */
 	struct stat st;
 	glob_t g;
 
-	snprintf(pattern, sizeof pattern, "%s/sys/bus/*/devices/*",
-		 umockdev_testbed_get_root_dir(bed));
+	snprintf(pattern, sizeof pattern, "%s/sys/bus/*/devices/*", root);
+	g_free(root);
 	if (glob(pattern, 0, NULL, &g) != 0)
 		return;
 	for (size_t i = 0; i < g.gl_pathc; i++)
