@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/testhook.h"
+
 #define SETTLE_QUIET_MS 100
 #define SETTLE_MAX_MS 1000
 
@@ -144,6 +146,7 @@ enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held
 		close(run_fd);
 		goto out;
 	}
+	testhook_reached("lock:held");
 	if (coalesce)
 		settle(wait_fd);
 	res = LOCK_TAKEN;

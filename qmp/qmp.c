@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/grow.h"
+#include "common/testhook.h"
 #include "common/text.h"
 
 #define READ_INIT 1024
@@ -353,6 +354,7 @@ static void take_answer(struct qmp *q)
 	q->head++;
 	q->events = 0;
 	take_reply(q, &p);
+	testhook_reached("qmp:reply");
 	if (p.then)
 		p.then(q); /* may queue more, moving q->pend: p is a copy */
 }
@@ -482,6 +484,7 @@ static void send_some(struct qmp *q)
 
 		if (n > 0) {
 			q->outoff += (size_t)n;
+			testhook_reached("qmp:sent");
 		} else if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
 			closed(q);
 			return;

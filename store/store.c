@@ -27,6 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/testhook.h"
+
 /* libsqlite3 is loaded the first time a database is opened, not at
  * start: a run with nothing to record (most runs) never needs it, and
  * loading it costs every process about a millisecond and 600 KiB.  The
@@ -228,6 +230,7 @@ static bool create_schema(struct store *s, struct err *e)
 		return exec(s, "COMMIT", e) || rollback(s);
 	if (sym_sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(s, e, "create schema") || rollback(s);
+	testhook_reached("store:schema");
 	return exec(s, "COMMIT", e) || rollback(s);
 }
 
@@ -418,9 +421,13 @@ bool store_record_run(struct store *s, const struct store_run *run,
 	int64_t id;
 	if (!exec(s, "BEGIN IMMEDIATE", e))
 		return false;
-	if (!insert_run(s, run, &id, e) ||
-	    !insert_events(s, id, ev, nev, e) || !exec(s, "COMMIT", e))
+	testhook_reached("store:begin");
+	if (!insert_run(s, run, &id, e) || !insert_events(s, id, ev, nev, e))
 		return rollback(s);
+	testhook_reached("store:commit");
+	if (!exec(s, "COMMIT", e))
+		return rollback(s);
+	testhook_reached("store:committed");
 	if (run_id)
 		*run_id = id;
 	return true;
