@@ -62,6 +62,7 @@ struct qmp {
 	bool connecting;     /* connect() in progress */
 	int64_t retry_at;    /* connect again then (backlog full); 0: no */
 	bool greeted;
+	unsigned version;    /* QEMU's, from the greeting: QMP_VERSION(); 0 unknown */
 	char *buf;           /* buf[off..len) is unread; no '\n' in buf[off..scan) */
 	size_t cap, len, off, scan, msglen;
 	char *out;           /* out[outoff..outlen) is queued, not yet sent */
@@ -327,12 +328,31 @@ static void take_reply(struct qmp *q, const struct pending *p)
 		*p->refused = true;
 }
 
+/* {"QMP": {"version": {"qemu": {"major": M, "minor": N, "micro": U}, ...}}}:
+ * 0 when any part is missing or out of range (then nothing newer is
+ * assumed). */
+static unsigned greeting_version(const struct json *j, int qmp)
+{
+	int v = json_get(j, json_get(j, qmp, "version"), "qemu");
+	uint64_t major, minor, micro;
+
+	if (!json_uint(j, json_get(j, v, "major"), 999, &major) ||
+	    !json_uint(j, json_get(j, v, "minor"), 99, &minor) ||
+	    !json_uint(j, json_get(j, v, "micro"), 99, &micro))
+		return 0;
+	return QMP_VERSION(major, minor, micro);
+}
+
 static void take_greeting(struct qmp *q)
 {
-	if (json_type(q->j, json_get(q->j, 0, "QMP")) != JSON_OBJECT)
+	int qmp = json_get(q->j, 0, "QMP");
+
+	if (json_type(q->j, qmp) != JSON_OBJECT) {
 		broke(q, ERR_PROTOCOL, "%s: not a QMP greeting", q->path);
-	else
-		q->greeted = true;
+		return;
+	}
+	q->greeted = true;
+	q->version = greeting_version(q->j, qmp);
 }
 
 /* A reply: it must answer the oldest command still unanswered. */
@@ -764,6 +784,11 @@ const struct qmp_stats *qmp_get_stats(const struct qmp *q)
 const char *qmp_get_path(const struct qmp *q)
 {
 	return q->path;
+}
+
+unsigned qmp_get_version(const struct qmp *q)
+{
+	return q->version;
 }
 
 bool qmp_usable(const struct qmp *q, struct err *e)

@@ -66,6 +66,12 @@ bool qmp_ok(const struct qmp *q, struct err *e);
 /* Counters of this session; borrowed, valid until qmp_close. */
 const struct qmp_stats *qmp_get_stats(const struct qmp *q);
 
+/* QEMU's version as its greeting gave it, QMP_VERSION(major, minor,
+ * micro), so a caller can choose commands without asking; 0 before the
+ * greeting or when it carried none that made sense. */
+#define QMP_VERSION(major, minor, micro) ((unsigned)(major) * 10000u + (unsigned)(minor) * 100u + (unsigned)(micro))
+unsigned qmp_get_version(const struct qmp *q);
+
 /* The socket path, for messages; borrowed, valid until qmp_close. */
 const char *qmp_get_path(const struct qmp *q);
 

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "common/grow.h"
 #include "common/text.h"
 #include "qmp/json.h"
+#include "qmp/qomvals.h"
 #include "reconcile/port.h"
 #include "reconcile/pveconf.h"
 #include "reconcile/qdev.h"
@@ -41,6 +43,13 @@
 #define NONE ((size_t)-1)
 
 #define PERIPHERAL "/machine/peripheral/"
+/* QEMU >= 10.0 creates it with the machine (vl.c,
+ * qemu_create_machine_containers); 7.2 only with its first member. */
+#define PERIPHERAL_ANON "/machine/peripheral-anon"
+#define QLG_SINCE QMP_VERSION(10, 1, 0) /* qom-list-get */
+/* Paths one qom-list-get may name: its reply (~2 KiB a USB device) must
+ * stay well below QMP_MSG_MAX.  More: today's reads. */
+#define QLG_PATHS_MAX 128
 
 /* ---- what reads learn ------------------------------------------------ */
 
@@ -62,7 +71,14 @@ struct ctl {               /* a USB controller with an id */
 
 enum qtree_state { QT_NONE, QT_ASKED, QT_OK, QT_BAD };
 enum fallback_stage { FB_NONE, FB_LISTED, FB_READ };
-enum asked { ASK_IDS = 1, ASK_QTREE = 2, ASK_COUNTS = 4, ASK_BUSES = 8, ASK_KIDS = 16 };
+enum asked { ASK_IDS = 1, ASK_QTREE = 2, ASK_COUNTS = 4, ASK_BUSES = 8, ASK_KIDS = 16,
+	     ASK_QLG = 32, ASK_QLG_ANON = 64 };
+enum qlg_state { QLG_NONE, QLG_ASKED, QLG_OK, QLG_BAD };
+
+struct named {             /* a USB device found by name: id, or anon path */
+	char name[PATH_MAX_QOM];
+	char type[QOM_NAME_MAX];
+};
 
 struct rd {
 	unsigned want, known, asked;
@@ -78,7 +94,15 @@ struct rd {
 	enum fallback_stage fb;
 	bool pve_bridge, xhci_id; /* from the ids: vm_actual.has_pve_bridge, has_xhci_id */
 	bool stale;               /* a change was queued while reading */
-	unsigned fallbacks;       /* reads that went through QOM */
+	unsigned fallbacks;       /* reads that could not use their first choice */
+	struct named *usbids;     /* every USB device with an id (qom-list-get) */
+	size_t nusbids, capusbids;
+	struct named *anon;       /* USB devices without an id, still to read */
+	size_t nanon, capanon;
+	enum qlg_state qlg;       /* the last qom-list-get */
+	bool qlg_refused;
+	bool qlg_devices;         /* it asked for the devices, not only counts */
+	size_t qlg_nctl;          /* its first qlg_nctl paths were rd->ctl[0..) */
 };
 
 /* Forget everything learned; only the counter stays. */
@@ -92,6 +116,8 @@ static void rd_reset(struct rd *rd)
 	}
 	free(rd->managed);
 	free(rd->devs);
+	free(rd->usbids);
+	free(rd->anon);
 	*rd = (struct rd){ .fallbacks = fallbacks };
 }
 
@@ -190,6 +216,25 @@ static struct guest_dev *add_managed(struct rd *rd, struct err *e)
 	return &d[rd->nmanaged++];
 }
 
+/* A USB device to read by name (qom-list-get). */
+static bool add_named(struct named **a, size_t *n, size_t *cap, const char *name,
+		      const char *type, struct err *e)
+{
+	struct named *x;
+
+	if (*n == DEVS_MAX)
+		return err_set(e, ERR_PROTOCOL, "more than %d USB devices", DEVS_MAX);
+	if (strlen(name) >= sizeof x->name || strlen(type) >= sizeof x->type)
+		return err_set(e, ERR_PROTOCOL, "device name or type too long");
+	if (!(x = grow_array(*a, cap, *n + 1, sizeof *x, DEVS_MAX)))
+		return err_set(e, ERR_NOMEM, "out of memory");
+	*a = x;
+	snprintf(x[*n].name, sizeof x[*n].name, "%s", name);
+	snprintf(x[*n].type, sizeof x[*n].type, "%s", type);
+	(*n)++;
+	return true;
+}
+
 /* ---- qom-list /machine/peripheral ---- */
 
 /* "child<TYPE>" -> TYPE. */
@@ -222,7 +267,11 @@ static bool peripheral(struct rd *rd, const char *id, const char *type, struct e
 		rd->ctl[c]->from_ids = true;
 		return true;
 	}
-	if (strncmp(id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) != 0 || !usb_device_type(type))
+	if (!usb_device_type(type))
+		return true;
+	if (!add_named(&rd->usbids, &rd->nusbids, &rd->capusbids, id, type, e))
+		return false;
+	if (strncmp(id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) != 0)
 		return true;
 	if (!(d = add_managed(rd, e)))
 		return false;
@@ -239,7 +288,7 @@ static bool on_peripheral(const struct json *j, int ret, void *ctx, struct err *
 
 	if (json_type(j, ret) != JSON_ARRAY)
 		return bad_reply(e, "return is not an array");
-	rd->nmanaged = 0;
+	rd->nmanaged = rd->nusbids = 0;
 	rd->pve_bridge = rd->xhci_id = false;
 	for (int p = json_first(j, ret); p >= 0; p = json_next(j, p)) {
 		char id[QOM_NAME_MAX], t[QOM_NAME_MAX + 8], type[QOM_NAME_MAX];
@@ -581,6 +630,338 @@ static size_t ask_kids(struct qmp *q, struct rd *rd)
 	return n;
 }
 
+/* ---- qom-list-get (QEMU >= 10.1) ------------------------------------------
+ *
+ * One command returns every property of every path it names: each
+ * controller (its port counts, and whether it has a bus of its own:
+ * companion UHCIs do not), each USB device with an id (its bus, guest
+ * port, hostbus, hostport) and /machine/peripheral-anon (which USB
+ * devices have no id; those are read by a second qom-list-get, only when
+ * there are any).  So an attach on such a QEMU asks qom-list,
+ * qom-list-get and device_add.  A path that does not resolve fails the
+ * whole command; anything else unexpected refuses the whole reply too
+ * (nothing of it is kept), and the read then goes the way older QEMUs are
+ * read.  Devices QEMU made itself (a hub it inserted, under
+ * /machine/unattached) are not seen this way: an add that finds their
+ * port taken tries the next one down (cmd/run.c).
+ */
+
+static bool qlg_usable(const struct qmp *q, const struct rd *rd)
+{
+	return qmp_get_version(q) >= QLG_SINCE && rd->qlg != QLG_BAD;
+}
+
+static void bus_path(const struct ctl *c, char *out, size_t outsz)
+{
+	snprintf(out, outsz, PERIPHERAL "%s/%s.0", c->id, c->id);
+}
+
+/* A uint32 property; when it could not be read, *out is kept. */
+static bool qlg_u32(const struct json *j, int props, const char *name, unsigned *out,
+		    struct err *e)
+{
+	int tok = qomvals_value(j, props, name, NULL, 0, e);
+	uint64_t v;
+
+	if (tok < 0)
+		return e->kind == ERR_NONE;
+	if (!json_uint(j, tok, UINT32_MAX, &v))
+		return err_set(e, ERR_PROTOCOL, "%s is not a 32-bit unsigned number", name);
+	*out = (unsigned)v;
+	return true;
+}
+
+/* A printable string property; "" when null or not readable. */
+static bool qlg_str(const struct json *j, int props, const char *name, char *out,
+		    size_t outsz, struct err *e)
+{
+	int tok = qomvals_value(j, props, name, NULL, 0, e);
+
+	out[0] = '\0';
+	if (tok < 0 || is_null(j, tok))
+		return e->kind == ERR_NONE;
+	if (!json_str(j, tok, out, outsz) || !qdev_printable(out))
+		return err_set(e, ERR_PROTOCOL, "%s is not a short printable string", name);
+	return true;
+}
+
+struct counts {
+	unsigned p2, p3, nports;
+	bool bus;
+};
+
+/* A controller: its port counts, and its bus "<id>.0" as a QOM child. */
+static bool qlg_ctl(const struct json *j, int props, const struct ctl *c, struct counts *n,
+		    struct err *e)
+{
+	char name[QOM_NAME_MAX + 2], want[PATH_MAX_QOM], got[PATH_MAX_QOM];
+	char type[QOMVALS_TYPE_MAX];
+	int tok;
+
+	*n = (struct counts){ .p2 = c->p2, .p3 = c->p3, .nports = c->nports };
+	if (c->kind == HC_XHCI &&
+	    (!qlg_u32(j, props, "p2", &n->p2, e) || !qlg_u32(j, props, "p3", &n->p3, e)))
+		return err_prefix(e, PERIPHERAL "%s: ", c->id);
+	if (c->kind == HC_OHCI && !qlg_u32(j, props, "num-ports", &n->nports, e))
+		return err_prefix(e, PERIPHERAL "%s: ", c->id);
+	snprintf(name, sizeof name, "%s.0", c->id);
+	bus_path(c, want, sizeof want);
+	tok = qomvals_value(j, props, name, type, sizeof type, e);
+	if (e->kind != ERR_NONE)
+		return false;
+	n->bus = tok >= 0 && strcmp(type, "child<usb-bus>") == 0 &&
+		 json_str(j, tok, got, sizeof got) && strcmp(got, want) == 0;
+	return true;
+}
+
+/* The controller whose bus is at `path`, or NONE. */
+static size_t bus_of_path(const struct rd *rd, const char *path)
+{
+	char p[PATH_MAX_QOM];
+
+	for (size_t k = 0; k < rd->nctl; k++) {
+		bus_path(rd->ctl[k], p, sizeof p);
+		if (strcmp(p, path) == 0)
+			return k;
+	}
+	return NONE;
+}
+
+/* Device `x` as its properties say; it must still be what was listed. */
+static bool qlg_dev(const struct json *j, int props, const struct rd *rd,
+		    const struct named *x, bool anon, struct guest_dev *d, struct err *e)
+{
+	char type[QOM_NAME_MAX], bus[PATH_MAX_QOM];
+
+	memset(d, 0, sizeof *d);
+	if (!qlg_str(j, props, "type", type, sizeof type, e) ||
+	    !qlg_str(j, props, "parent_bus", bus, sizeof bus, e) ||
+	    !qlg_str(j, props, "port", d->guest_port, sizeof d->guest_port, e))
+		return err_prefix(e, "%s: ", x->name);
+	if (strcmp(type, x->type) != 0)
+		return err_set(e, ERR_PROTOCOL, "%s is a %s now, not a %s", x->name, type, x->type);
+	if (*d->guest_port && !qdev_port_ok(d->guest_port))
+		return err_set(e, ERR_PROTOCOL, "%s: bad guest port", x->name);
+	if (!anon && strlen(x->name) >= sizeof d->id)
+		return err_set(e, ERR_PROTOCOL, "id too long");
+	snprintf(d->id, sizeof d->id, "%.*s", (int)sizeof d->id - 1, anon ? "" : x->name);
+	snprintf(d->type, sizeof d->type, "%s", x->type);
+	d->is_host = strcmp(type, "usb-host") == 0;
+	d->bus = bus_of_path(rd, bus);
+	if (d->is_host && (!qlg_u32(j, props, "hostbus", &d->hostbus, e) ||
+			   !qlg_str(j, props, "hostport", d->hostport, sizeof d->hostport, e)))
+		return err_prefix(e, "%s: ", x->name);
+	if (*d->hostport && !qdev_port_ok(d->hostport))
+		return err_set(e, ERR_PROTOCOL, "%s: bad hostport", x->name);
+	return true;
+}
+
+/* USB devices without an id: the child<TYPE> properties of
+ * /machine/peripheral-anon whose TYPE is a USB device's. */
+static bool qlg_anon(const struct json *j, int props, struct rd *rd, struct err *e)
+{
+	rd->nanon = 0;
+	for (int p = qomvals_first(j, props); p >= 0; p = qomvals_next(j, p)) {
+		char name[QOMVALS_NAME_MAX], t[QOMVALS_TYPE_MAX], type[QOM_NAME_MAX];
+		char want[PATH_MAX_QOM], got[PATH_MAX_QOM];
+
+		if (!qomvals_name(j, p, name, sizeof name) || !qomvals_type(j, p, t, sizeof t) ||
+		    !child_type(t, type, sizeof type) || !usb_device_type(type))
+			continue;
+		snprintf(want, sizeof want, PERIPHERAL_ANON "/%s", name);
+		if (!json_str(j, qomvals_prop_value(j, p), got, sizeof got) || strcmp(got, want))
+			return err_set(e, ERR_PROTOCOL, "%s: not where its name says", want);
+		if (!add_named(&rd->anon, &rd->nanon, &rd->capanon, want, type, e))
+			return false;
+	}
+	return true;
+}
+
+/* Read devs[0..n) from the reply's objects first.. on; `devs` has room. */
+static bool qlg_devs(const struct json *j, int ret, size_t first, const struct rd *rd,
+		     const struct named *x, size_t n, bool anon, struct guest_dev *devs,
+		     struct err *e)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!qlg_dev(j, qomvals_object(j, ret, first + i), rd, &x[i], anon, &devs[i], e))
+			return false;
+	return true;
+}
+
+/* The first qom-list-get: controllers, devices with ids, the anonymous
+ * container.  Kept only when every part of it is good. */
+static bool qlg_take(const struct json *j, int ret, struct rd *rd, struct err *e)
+{
+	size_t nctl = rd->qlg_nctl, nids = rd->qlg_devices ? rd->nusbids : 0;
+	struct counts cnt[CTL_MAX];
+	struct guest_dev *devs = calloc(nids + 1, sizeof *devs);
+	bool ok = devs && qomvals_check(j, ret, nctl + nids + rd->qlg_devices, e);
+
+	if (!devs)
+		err_set(e, ERR_NOMEM, "out of memory");
+	for (size_t k = 0; ok && k < nctl; k++)
+		ok = qlg_ctl(j, qomvals_object(j, ret, k), rd->ctl[k], &cnt[k], e);
+	ok = ok && qlg_devs(j, ret, nctl, rd, rd->usbids, nids, false, devs, e);
+	ok = ok && (!rd->qlg_devices || qlg_anon(j, qomvals_object(j, ret, nctl + nids), rd, e));
+	for (size_t k = 0; ok && k < nctl; k++) {
+		rd->ctl[k]->p2 = cnt[k].p2;
+		rd->ctl[k]->p3 = cnt[k].p3;
+		rd->ctl[k]->nports = cnt[k].nports;
+		if (rd->qlg_devices)
+			rd->ctl[k]->has_bus = cnt[k].bus;
+	}
+	if (ok && rd->qlg_devices) {
+		free(rd->devs);
+		rd->devs = devs;
+		rd->ndevs = rd->capdevs = nids;
+		devs = NULL;
+	}
+	free(devs);
+	return ok;
+}
+
+/* The second: the devices without an id, added to the others. */
+static bool qlg_take_anon(const struct json *j, int ret, struct rd *rd, struct err *e)
+{
+	struct guest_dev *devs;
+
+	if (!qomvals_check(j, ret, rd->nanon, e))
+		return false;
+	devs = grow_array(rd->devs, &rd->capdevs, rd->ndevs + rd->nanon, sizeof *devs, DEVS_MAX);
+	if (!devs)
+		return err_set(e, ERR_NOMEM, "out of memory, or more than %d USB devices",
+			       DEVS_MAX);
+	rd->devs = devs;
+	if (!qlg_devs(j, ret, 0, rd, rd->anon, rd->nanon, true, devs + rd->ndevs, e))
+		return false;
+	rd->ndevs += rd->nanon;
+	rd->nanon = 0;
+	return true;
+}
+
+static bool on_qlg(const struct json *j, int ret, void *ctx, struct err *e)
+{
+	struct rd *rd = ctx;
+	struct err why = { 0 };
+	bool ok = rd->asked & ASK_QLG_ANON ? qlg_take_anon(j, ret, rd, &why)
+					   : qlg_take(j, ret, rd, &why);
+
+	(void)e;
+	if (ok)
+		rd->qlg = QLG_OK;
+	return true; /* not QLG_OK: read_step reads the older way */
+}
+
+/* {"paths":[...]}, built one path at a time; ok false once one failed. */
+struct paths {
+	char *s;
+	size_t len, cap, n;
+	bool ok;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void paths_add(struct paths *pl, const char *fmt, ...)
+{
+	char path[PATH_MAX_QOM], quoted[PATH_MAX_QOM * 6 + 3];
+	va_list ap;
+	int n, qn;
+	char *s;
+
+	va_start(ap, fmt);
+	n = vsnprintf(path, sizeof path, fmt, ap);
+	va_end(ap);
+	qn = n < 0 || (size_t)n >= sizeof path ? -1 : json_quote(quoted, sizeof quoted, path);
+	s = qn < 0 || !pl->ok ? NULL
+			      : grow_array(pl->s, &pl->cap, pl->len + (size_t)qn + 16, 1, QMP_MSG_MAX);
+	if (!s) {
+		pl->ok = false;
+		return;
+	}
+	pl->s = s;
+	pl->len += (size_t)sprintf(s + pl->len, "%s%s", pl->n++ ? "," : "{\"paths\":[", quoted);
+}
+
+/* Queue the qom-list-get `pl` names, or give up on qom-list-get for this
+ * session when it cannot be asked (too many paths): 0 commands then. */
+static size_t qlg_queue(struct qmp *q, struct rd *rd, struct paths *pl, unsigned asked)
+{
+	struct qmp_call c = { .exec = "qom-list-get", .args = pl->s, .fn = on_qlg, .ctx = rd,
+			      .tolerate = "*", .refused = &rd->qlg_refused };
+	char what[48];
+	size_t n = 0;
+
+	if (pl->ok && pl->n > 0 && pl->n <= QLG_PATHS_MAX && pl->cap - pl->len > 2) {
+		memcpy(pl->s + pl->len, "]}", 3);
+		snprintf(what, sizeof what, "(%zu paths)", pl->n);
+		rd->qlg = QLG_ASKED;
+		rd->asked |= asked;
+		n = qmp_queue(q, &c, what);
+	} else {
+		rd->qlg = QLG_BAD;
+	}
+	free(pl->s);
+	return n;
+}
+
+static size_t ask_qlg(struct qmp *q, struct rd *rd, bool devices)
+{
+	struct paths pl = { .ok = true };
+
+	rd->qlg_devices = devices;
+	rd->qlg_nctl = rd->nctl;
+	for (size_t k = 0; k < rd->nctl; k++)
+		paths_add(&pl, PERIPHERAL "%s", rd->ctl[k]->id);
+	for (size_t i = 0; devices && i < rd->nusbids; i++)
+		paths_add(&pl, PERIPHERAL "%s", rd->usbids[i].name);
+	if (devices)
+		paths_add(&pl, "%s", PERIPHERAL_ANON);
+	return qlg_queue(q, rd, &pl, ASK_QLG);
+}
+
+static size_t ask_qlg_anon(struct qmp *q, struct rd *rd)
+{
+	struct paths pl = { .ok = true };
+
+	for (size_t i = 0; i < rd->nanon; i++)
+		paths_add(&pl, "%s", rd->anon[i].name);
+	return qlg_queue(q, rd, &pl, ASK_QLG_ANON);
+}
+
+/* A round of qom-list-get, when this QEMU has it and it can answer what
+ * is needed now; 0 commands otherwise. */
+static size_t ask_qlg_round(struct qmp *q, struct rd *rd)
+{
+	unsigned need = rd->want & ~rd->known;
+
+	if (!qlg_usable(q, rd))
+		return 0;
+	if ((need & ACTUAL_DEVICES) && rd->nanon > 0)
+		return ask_qlg_anon(q, rd);
+	if ((need & ACTUAL_DEVICES) && (rd->known & ACTUAL_IDS) && rd->qtree != QT_OK)
+		return ask_qlg(q, rd, true);
+	if ((need & ACTUAL_PORTS) && !(need & ACTUAL_DEVICES) && rd->nctl > 0 &&
+	    (rd->known & (ACTUAL_IDS | ACTUAL_DEVICES)))
+		return ask_qlg(q, rd, false);
+	return 0;
+}
+
+/* What a qom-list-get taught, or that it cannot be used here. */
+static void absorb_qlg(struct rd *rd)
+{
+	if (rd->qlg != QLG_OK) {
+		rd->qlg = QLG_BAD;
+		rd->fallbacks++;
+		rd->nanon = 0;
+		if (rd->qlg_devices && rd->qtree != QT_OK)
+			qtree_drop(rd);
+		return;
+	}
+	if (rd->asked & ASK_QLG)
+		rd->known |= ACTUAL_PORTS;
+	if (rd->qlg_devices && rd->nanon == 0)
+		rd->known |= ACTUAL_DEVICES;
+}
+
 /* ---- the read, round by round ---- */
 
 static size_t ask_ids(struct qmp *q, struct rd *rd)
@@ -626,6 +1007,8 @@ static void absorb(struct rd *rd)
 		rd->fb = FB_READ;
 		rd->known |= ACTUAL_DEVICES;
 	}
+	if (rd->asked & (ASK_QLG | ASK_QLG_ANON))
+		absorb_qlg(rd);
 	rd->asked = 0;
 }
 
@@ -635,7 +1018,10 @@ static size_t ask_round(struct qmp *q, struct rd *rd)
 {
 	unsigned need = rd->want & ~rd->known;
 	bool fallback = rd->qtree == QT_BAD;
-	size_t n = 0;
+	size_t n = ask_qlg_round(q, rd);
+
+	if (n > 0)
+		return n;
 
 	if ((need & ACTUAL_IDS) || (fallback && !(rd->known & ACTUAL_IDS)) ||
 	    ((need & ACTUAL_PORTS) && !(need & ACTUAL_DEVICES) &&

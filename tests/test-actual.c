@@ -924,6 +924,274 @@ Test(actual, quick_read_that_would_add_reads_devices_and_sees_a_foreign_usb_host
 }
 
 
+/* ---- reading: qom-list-get (QEMU >= 10.1), one command for everything ---- */
+
+#define GREETING_10_1 "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 2, \"minor\": 1, " \
+	"\"major\": 10}, \"package\": \"pve-qemu-kvm_10.1.2-1\"}, \"capabilities\": [\"oob\"]}}\r\n"
+#define GREETING_10_0 "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 90, \"minor\": 0, " \
+	"\"major\": 10}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
+#define QLG(paths) "\"execute\":\"qom-list-get\",\"arguments\":{\"paths\":[" paths "]}"
+#define PV(name, type, value) "{\"name\": \"" name "\", \"type\": \"" type "\", \"value\": " value "}"
+#define P_NOVALUE(name, type) "{\"name\": \"" name "\", \"type\": \"" type "\"}"
+#define OBJ(...) "{\"properties\": [" __VA_ARGS__ "]}"
+#define PP "\"/machine/peripheral/"
+#define EBUS "/machine/peripheral/ehci/ehci.0"
+
+static const struct step qemu_10_1[] = {
+	{ OP_SEND, GREETING_10_1, NULL },
+	{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
+	{ OP_RULES, NULL, NULL },
+	{ 0 },
+};
+
+/* A Proxmox-style VM as qom-list-get shows it: qemu-xhci (15+15 ports)
+ * with Proxmox's usb0 on port 2 and a managed usb-host on port 15, an EHCI
+ * with the tablet, a UHCI companion without a bus of its own, a network
+ * card (ignored), and an anonymous keyboard on xhci port 1.1. */
+#define QLG_IDS RETURN("[" PROPS ", " PERIPH("xhci", "qemu-xhci") ", " \
+	PERIPH("uhci-1", "ich9-usb-uhci1") ", " PERIPH("ehci", "ich9-usb-ehci1") ", " \
+	PERIPH("net0", "virtio-net-pci") ", " PERIPH("tablet", "usb-tablet") ", " \
+	PERIPH("usb0", "usb-host") ", " PERIPH("usbhost3-4.1.2", "usb-host") "]")
+#define QLG_PATHS PP "xhci\"," PP "uhci-1\"," PP "ehci\"," PP "tablet\"," PP "usb0\"," \
+	PP "usbhost3-4.1.2\",\"/machine/peripheral-anon\""
+#define O_XHCI(p2) OBJ(PV("p3", "uint32", "15") "," PV("xhci.0", "child<usb-bus>", "\"" XBUS "\"") "," \
+	PV("p2", "uint32", p2) "," PV("parent_bus", "link<bus>", "\"/machine/q35/pcie.0\"") "," \
+	PV("type", "string", "\"qemu-xhci\""))
+#define O_UHCI OBJ(PV("masterbus", "str", "\"ehci.0\"") "," PV("type", "string", "\"ich9-usb-uhci1\""))
+#define O_EHCI OBJ(PV("ehci.0", "child<usb-bus>", "\"" EBUS "\"") "," \
+	PV("type", "string", "\"ich9-usb-ehci1\""))
+#define O_TABLET(type) OBJ(PV("port", "str", "\"1\"") "," PV("parent_bus", "link<bus>", "\"" EBUS "\"") "," \
+	PV("type", "string", "\"" type "\""))
+#define O_HOST(port, bus, hostport) OBJ(PV("hostport", "str", hostport) "," \
+	PV("hostbus", "uint32", bus) "," P_NOVALUE("unreadable", "str") "," PV("port", "str", port) "," \
+	PV("parent_bus", "link<bus>", "\"" XBUS "\"") "," PV("type", "string", "\"usb-host\""))
+#define O_ANON(path) OBJ(PV("device[0]", "child<usb-kbd>", path) "," \
+	PV("device[1]", "child<virtio-rng-pci>", "\"/machine/peripheral-anon/device[1]\"") "," \
+	PV("type", "string", "\"container\""))
+#define O_KBD OBJ(PV("port", "str", "\"1.1\"") "," PV("parent_bus", "link<bus>", "\"" XBUS "\"") "," \
+	PV("type", "string", "\"usb-kbd\""))
+#define QLG_GOOD RETURN("[" O_XHCI("15") "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet") "," \
+	O_HOST("\"2\"", "3", "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," \
+	O_ANON("\"/machine/peripheral-anon/device[0]\"") "]")
+#define QLG_ANON_PATHS "\"/machine/peripheral-anon/device[0]\""
+
+/* A quick read, then what an add needs, as a udev run asks it. */
+static struct qmp *read_for_an_add(const struct step *steps, const struct reply_rule *rules,
+				   struct vm_actual *a, struct err *e)
+{
+	struct qmp *q;
+
+	serve(steps, rules);
+	q = start_ok();
+	actual_queue_read(q, ACTUAL_IDS, a);
+	drive(q);
+	cr_assert(qmp_ok(q, e), "%s", e->msg);
+	actual_queue_read(q, FULL, a);
+	drive(q);
+	return q;
+}
+
+static void expect_proxmox_model(const struct vm_actual *a)
+{
+	const struct guest_dev *d;
+
+	cr_expect_eq(a->known & FULL, FULL);
+	cr_assert_eq(a->nbuses, 2u, "the UHCI companion has no bus of its own");
+	cr_expect_str_eq(a->buses[0].name, "xhci.0");
+	cr_expect_eq(a->buses[0].nports, 15u);
+	cr_expect(a->buses[0].used[1] && a->buses[0].used[2] && a->buses[0].used[15]);
+	cr_expect_str_eq(a->buses[1].name, "ehci.0");
+	cr_expect_eq(a->buses[1].nports, 6u);
+	cr_expect(a->buses[1].used[1]);
+	d = dev_by_port(a, "15");
+	cr_expect_str_eq(d->id, "usbhost3-4.1.2");
+	cr_expect(d->is_host && !d->from_id);
+	cr_expect_eq(d->hostbus, 3u);
+	cr_expect_str_eq(d->hostport, "4.1.2");
+	cr_expect_eq(d->bus, 0u);
+	d = dev_by_port(a, "2");
+	cr_expect_str_eq(d->id, "usb0");
+	cr_expect_str_eq(d->hostport, "4.4");
+	d = dev_by_port(a, "1.1");
+	cr_expect_str_eq(d->id, "", "anonymous");
+	cr_expect_str_eq(d->type, "usb-kbd");
+	cr_expect_eq(d->bus, 0u);
+}
+
+Test(actual, qom_list_get_reads_a_proxmox_style_vm_in_one_command_and_anonymous_ones_in_a_second)
+{
+	const struct reply_rule rules[] = {
+		{ IDS, QLG_IDS },
+		{ QLG(QLG_PATHS), QLG_GOOD },
+		{ QLG(QLG_ANON_PATHS), RETURN("[" O_KBD "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(qemu_10_1, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 4u, "capabilities, ids, qom-list-get twice");
+	cr_expect_eq(actual_get_fallbacks(q), 0u);
+	cr_expect_eq(a.ndevs, 4u);
+	expect_proxmox_model(&a);
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+}
+
+Test(actual, qom_list_get_without_anonymous_usb_devices_is_one_command_after_the_ids)
+{
+	const struct reply_rule rules[] = {
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", " PERIPH("usb0", "usb-host") "]") },
+		{ QLG(PP "xhci\"," PP "usb0\",\"/machine/peripheral-anon\""),
+		  RETURN("[" O_XHCI("8") "," O_HOST("\"2\"", "3", "null") "," OBJ() "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(qemu_10_1, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 3u, "capabilities, ids, qom-list-get");
+	cr_assert_eq(a.nbuses, 1u);
+	cr_expect_eq(a.buses[0].nports, 15u, "the larger of p2 (8) and p3 (15)");
+	cr_expect_eq(a.buses[0].usb2_ports, 8u);
+	cr_assert_eq(a.ndevs, 1u);
+	cr_expect_str_eq(a.devs[0].hostport, "", "null is unset");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+}
+
+Test(actual, qom_list_get_only_from_qemu_10_1_on)
+{
+	static const struct step qemu_10_0[] = {
+		{ OP_SEND, GREETING_10_0, NULL },
+		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
+		{ OP_RULES, NULL, NULL },
+		{ 0 },
+	};
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ IDS, QLG_IDS },
+		{ QTREE, tree },
+		{ P2, RETURN("15") },
+		{ P3, RETURN("15") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(qemu_10_0, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 5u, "capabilities, ids, qtree, p2, p3");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server (no rule for qom-list-get): %s", srv.failure);
+	actual_clear(&a);
+	free(tree);
+}
+
+Test(actual, audit_reads_port_counts_with_one_qom_list_get_after_the_qtree)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ QLG(PP "ehci\"," PP "xhci\""), RETURN("[" O_EHCI "," O_XHCI("15") "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	serve(qemu_10_1, rules);
+	q = start_ok();
+	cr_assert(actual_read(q, ACTUAL_DEVICES, &a, &e), "%s", e.msg);
+	cr_assert(actual_read(q, FULL, &a, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 3u, "capabilities, qtree, qom-list-get");
+	cr_assert_eq(a.nbuses, 2u);
+	cr_expect_eq(a.buses[1].nports, 15u);
+	cr_expect_eq(a.ndevs, 6u, "the devices are still the qtree's");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+	free(tree);
+}
+
+/* Replies to the first qom-list-get that must not be believed: each one
+ * sends the read the older way (here QTREE_PROXMOX and two qom-gets). */
+static const struct {
+	const char *name;
+	const char *reply;
+} qlg_refused[] = {
+	{ "a path that does not resolve fails it all", ERROR("DeviceNotFound") },
+	{ "any other error", ERROR("GenericError") },
+	{ "fewer objects than paths", RETURN("[" O_XHCI("15") "]") },
+	{ "not a list", RETURN("{}") },
+	{ "a device that changed type",
+	  RETURN("[" O_XHCI("15") "," O_UHCI "," O_EHCI "," O_TABLET("usb-kbd") "," O_HOST("\"2\"", "3",
+	  "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral-anon/device[0]\"") "]") },
+	{ "a hostport that is a number",
+	  RETURN("[" O_XHCI("15") "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet") "," O_HOST("\"2\"",
+	  "3", "44") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral-anon/device[0]\"") "]") },
+	{ "a guest port with shell characters",
+	  RETURN("[" O_XHCI("15") "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet") "," O_HOST("\"2;reboot\"",
+	  "3", "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral-anon/device[0]\"") "]") },
+	{ "a port count that is a string",
+	  RETURN("[" O_XHCI("\"15\"") "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet") "," O_HOST("\"2\"",
+	  "3", "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral-anon/device[0]\"") "]") },
+	{ "a hostbus past 32 bits",
+	  RETURN("[" O_XHCI("15") "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet") "," O_HOST("\"2\"",
+	  "4294967296", "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral-anon/device[0]\"") "]") },
+	{ "an anonymous device that is not where its name says",
+	  RETURN("[" O_XHCI("15") "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet") "," O_HOST("\"2\"",
+	  "3", "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral/usb0\"") "]") },
+	{ "a property listed twice",
+	  RETURN("[" OBJ(PV("p2", "uint32", "4") "," PV("p2", "uint32", "15")) "," O_UHCI "," O_EHCI "," O_TABLET("usb-tablet")
+	  "," O_HOST("\"2\"", "3", "\"4.4\"") "," O_HOST("\"15\"", "3", "\"4.1.2\"") "," O_ANON("\"/machine/peripheral-anon/device[0]\"") "]") },
+};
+
+Test(actual, a_qom_list_get_that_fails_or_is_not_believed_falls_back_to_the_older_reads)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+
+	for (size_t i = 0; i < sizeof qlg_refused / sizeof qlg_refused[0]; i++) {
+		const struct reply_rule rules[] = {
+			{ IDS, QLG_IDS },
+			{ QLG(QLG_PATHS), qlg_refused[i].reply },
+			{ QTREE, tree },
+			{ P2, RETURN("15") },
+			{ P3, RETURN("15") },
+			{ NULL, NULL },
+		};
+		struct vm_actual a = { 0 };
+		struct err e = { 0 };
+		struct qmp *q;
+
+		if (i > 0) { /* a fresh listener for the next serve() */
+			close(srv.lfd);
+			unlink(srv.path);
+			srv.commands = srv.max_pending = srv.failures = 0;
+		}
+		q = read_for_an_add(qemu_10_1, rules, &a, &e);
+		cr_expect(qmp_ok(q, &e), "%s: %s", qlg_refused[i].name, e.msg);
+		cr_expect_eq(actual_get_fallbacks(q), 1u, "%s", qlg_refused[i].name);
+		cr_expect_eq(qmp_get_stats(q)->commands, 6u, "%s: then qtree, p2, p3",
+			     qlg_refused[i].name);
+		cr_expect_eq(a.ndevs, 6u, "%s: the qtree's devices", qlg_refused[i].name);
+		cr_expect_eq(a.known & FULL, FULL, "%s", qlg_refused[i].name);
+		qmp_close(q);
+		server_done();
+		cr_expect_eq(srv.failures, 0, "%s: fake server: %s", qlg_refused[i].name, srv.failure);
+		actual_clear(&a);
+	}
+	free(tree);
+}
+
 /* ---- a real QEMU ---- */
 
 Test(qemu, real_qemu_shows_xhci_bus_with_four_ports)
