@@ -43,8 +43,10 @@
 #define NONE ((size_t)-1)
 
 #define PERIPHERAL "/machine/peripheral/"
-/* QEMU >= 10.0 creates it with the machine (vl.c,
- * qemu_create_machine_containers); 7.2 only with its first member. */
+/* Always there, even empty: QEMU >= 10.0 creates it with the machine
+ * (vl.c, qemu_create_machine_containers), and 7.2 has it too (seen here).
+ * Were it missing, qom-list-get would fail whole and the older reads
+ * would be used. */
 #define PERIPHERAL_ANON "/machine/peripheral-anon"
 #define QLG_SINCE QMP_VERSION(10, 1, 0) /* qom-list-get */
 /* Paths one qom-list-get may name: its reply (~2 KiB a USB device) must

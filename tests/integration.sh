@@ -1115,6 +1115,78 @@ test_without_peer_links_a_port_rule_covers_only_its_bus() {
 	us tree
 	expect_in "$OUT" "no peer links" "tree says the kernel gives none"
 }
+# ---- QEMU >= 10.1: qom-list-get, through tests/qmp-shim ----------------------
+# The shim greets as QEMU 10.1 and answers qom-list-get as 10.1 does, by
+# asking the real QEMU 7.2 behind it.
+
+# vm_shimmed NAME "QEMU ARGS" [SHIM OPTIONS...]: shim log in $T/shim.NAME.log
+vm_shimmed() {
+	local name=$1 args=$2; shift 2
+	mkdir -p "$T/real"
+	# shellcheck disable=SC2086
+	qemu_paused "$T/real/$name.qmp" "$T/$name.pid" $args || fail "qemu $name did not start"
+	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
+	"$TOP/tests/qmp-shim" "$T/qmp/$name.qmp" "$T/real/$name.qmp" log "$T/shim.$name.log" "$@" \
+		> "$T/shim.$name" 2>&1 3>&- &
+	VMPIDS="$VMPIDS $!"
+	wait_until 3000 grep -q ready "$T/shim.$name" || fail "shim for $name did not start"
+}
+SHIM_VM="-device qemu-xhci,id=xhci,p2=8,p3=8 -device usb-host,id=usb0,bus=xhci.0,port=8,hostbus=9,hostport=9"
+shim_log() { tr '\n' ' ' < "$T/shim.$1.log" | sed 's/ $//'; : > "$T/shim.$1.log"; }
+stat_of() { echo "$ERR" | grep -o "$1=[0-9]*" | cut -d= -f2; }
+
+test_qemu_10_1_attach_asks_three_commands_with_qom_list_get() {
+	vm_shimmed 100 "$SHIM_VM"
+	conf 100 "3-4.4"
+	export ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4
+	us reconcile --stats
+	expect_rc 0
+	expect_eq "$(shim_log 100)" "qmp_capabilities qom-list qom-list-get device_add" "commands"
+	expect_eq "$(stat_of qmp_commands)" 4 "commands counted by --stats"
+	expect_eq "$(stat_of qmp_fallbacks)" 0 "fallbacks"
+	expect_in "$(usb 100)" "usbhost3-4.4 3 4.4 xhci.0 7" "below Proxmox's usb0 on port 8"
+	unset ACTION DEVPATH
+	us reconcile --trigger manual --stats
+	expect_rc 0
+	expect_in "$OUT" "nothing to do" "the audit agrees"
+}
+
+test_qemu_10_1_sees_an_anonymous_usb_device_with_a_second_qom_list_get() {
+	vm_shimmed 100 "$SHIM_VM -device usb-tablet,bus=xhci.0,port=7"
+	conf 100 "3-4.4"
+	export ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4
+	us reconcile --stats
+	expect_rc 0
+	expect_eq "$(shim_log 100)" "qmp_capabilities qom-list qom-list-get qom-list-get device_add" "commands"
+	expect_in "$(usb 100)" "usbhost3-4.4 3 4.4 xhci.0 6" "ports 8 and 7 taken"
+}
+
+test_qemu_10_1_falls_back_when_qom_list_get_fails() {
+	local how
+	for how in "error GenericError boom" "replace [{\"properties\":5}]" \
+		"fail-path /machine/peripheral/usb0" "version 10.0.0"; do
+		vm_shimmed 100 "$SHIM_VM" $how
+		conf 100 "3-4.4"
+		export ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4
+		us reconcile --stats
+		expect_rc 0
+		case $how in
+		version*) expect_eq "$(shim_log 100)" \
+			"qmp_capabilities qom-list human-monitor-command qom-get qom-get device_add" \
+			"$how: never asked" ;;
+		*) expect_eq "$(shim_log 100)" \
+			"qmp_capabilities qom-list qom-list-get human-monitor-command qom-get qom-get device_add" \
+			"$how: the older reads"
+		   expect_eq "$(stat_of qmp_fallbacks)" 1 "$how: fallbacks" ;;
+		esac
+		expect_in "$(usb 100)" "usbhost3-4.4 3 4.4 xhci.0 7" "$how: attached all the same"
+		kill "$(cat "$T/100.pid")"
+		for p in $VMPIDS; do kill "$p" 2>/dev/null; done
+		VMPIDS=""
+		rm -f "$T/qmp/100.qmp" "$T/real/100.qmp"
+	done
+}
+
 
 # ---- runner ------------------------------------------------------------------
 
