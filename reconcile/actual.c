@@ -795,7 +795,7 @@ static bool qlg_devs(const struct json *j, int ret, size_t first, const struct r
 static bool qlg_take(const struct json *j, int ret, struct rd *rd, struct err *e)
 {
 	size_t nctl = rd->qlg_nctl, nids = rd->qlg_devices ? rd->nusbids : 0;
-	struct counts cnt[CTL_MAX];
+	struct counts cnt[CTL_MAX] = { 0 };
 	struct guest_dev *devs = calloc(nids + 1, sizeof *devs);
 	bool ok = devs && qomvals_check(j, ret, nctl + nids + rd->qlg_devices, e);
 
