@@ -1,58 +1,22 @@
 /* history.c - `usbsync history`: what earlier runs did, newest first. */
-#include "cmd/cli.h"
+#include "cmd/history.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
+#include "cmd/output.h"
 #include "reconcile/port.h"
 #include "store/store.h"
 
-/* "2026-11-25", "2026-11-25T17:05", "2026-11-25T17:05:09" (local time),
- * or "90m", "12h", "7d", "30s" before now.  Result in ms since the epoch. */
-bool cli_parse_time(const char *s, int64_t now_ms, int64_t *out)
-{
-	struct tm tm = { 0 };
-	char *end;
-	unsigned long n;
-
-	if (isdigit((unsigned char)s[0]) && (n = strtoul(s, &end, 10)) <= 100000 * 24UL &&
-	    end != s && end[0] && !end[1] && strchr("smhd", end[0])) {
-		static const int64_t unit[] = { ['s' - 'a'] = 1, ['m' - 'a'] = 60,
-						['h' - 'a'] = 3600, ['d' - 'a'] = 86400 };
-		*out = now_ms - (int64_t)n * unit[end[0] - 'a'] * 1000;
-		return true;
-	}
-	end = strptime(s, "%Y-%m-%d", &tm);
-	if (end && *end == 'T') {
-		char *e2 = strptime(end + 1, "%H:%M:%S", &tm);
-		end = e2 ? e2 : strptime(end + 1, "%H:%M", &tm);
-	}
-	if (!end || *end)
-		return false;
-	tm.tm_isdst = -1;
-	time_t t = mktime(&tm);
-	if (t == (time_t)-1)
-		return false;
-	*out = (int64_t)t * 1000;
-	return true;
-}
-
-int64_t cli_now_ms(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-bool cli_prune(const struct globals *g, int64_t before_ms, bool quiet)
+bool history_prune(const struct globals *g, int64_t before_ms, bool quiet)
 {
 	struct err e = { 0 };
 	struct store *s = store_open(g->db, &e);
@@ -233,7 +197,7 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 	if (optind < argc)
 		return usage_error("argument", argv[optind]);
 	if (prune)
-		return cli_prune(g, prune, false) ? EXIT_OK : EXIT_FAILED;
+		return history_prune(g, prune, false) ? EXIT_OK : EXIT_FAILED;
 
 	struct err e = { 0 };
 	if (no_history_yet(g->db)) {

@@ -4,9 +4,12 @@
  * the VM start, so only post-start does anything: it reconciles that one
  * VM (its QMP socket exists by then).  Every other phase exits 0.
  */
-#include "cmd/cli.h"
+#include "cmd/hook.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "cmd/reconcile.h"
 
 int cmd_hook(int argc, char **argv, const struct globals *g)
 {

@@ -17,6 +17,8 @@
  * Locks are flocks on files in a root-only run dir: they vanish with the
  * process, so a crash never leaves a stale lock.
  */
+#include "cmd/lock.h"
+
 #include "cmd/cli.h"
 
 #include <errno.h>
@@ -62,14 +64,14 @@ static bool flock_within(int fd, int wait_ms)
 /* Rule 3: wait while runs are still coalescing into ours. */
 static void settle(int wait_fd)
 {
-	int64_t start = (int64_t)run_clock_ms(), spent, quiet;
+	int64_t start = (int64_t)cli_clock_ms(), spent, quiet;
 	struct stat st;
 
 	for (;;) {
 		if (fstat(wait_fd, &st) != 0)
 			return;
 		quiet = cli_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
-		spent = (int64_t)run_clock_ms() - start;
+		spent = (int64_t)cli_clock_ms() - start;
 		/* A touch in the future means the clock was set back: go. */
 		if (quiet < 0 || quiet >= SETTLE_QUIET_MS || spent >= SETTLE_MAX_MS)
 			return;
@@ -119,7 +121,7 @@ static int open_lock(int dirfd, const char *dir, const char *name, struct err *e
 	return fd;
 }
 
-enum lock_result cli_lock(const char *dir, bool coalesce, int wait_ms, int *held, struct err *e)
+enum lock_result lock_take(const char *dir, bool coalesce, int wait_ms, int *held, struct err *e)
 {
 	int dfd = open_run_dir(dir, e), wait_fd = -1, run_fd = -1;
 	enum lock_result res = LOCK_FAILED;
@@ -158,7 +160,7 @@ out:
 	return res;
 }
 
-void cli_unlock(int held)
+void lock_release(int held)
 {
 	if (held >= 0)
 		close(held); /* closing the last fd drops the flock */

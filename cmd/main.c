@@ -10,8 +10,17 @@
 #include <locale.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cmd/history.h"
+#include "cmd/hook.h"
+#include "cmd/output.h"
+#include "cmd/reconcile.h"
+#include "cmd/status.h"
+#include "cmd/tree.h"
+#include "cmd/watch.h"
 
 static const struct {
 	const char *name;

@@ -1,7 +1,8 @@
 /* output.c - aligned tables and JSON strings for people and scripts. */
-#include "cmd/cli.h"
+#include "cmd/output.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -120,17 +121,6 @@ void out_json_str(FILE *f, const char *s)
 	free(buf);
 }
 
-bool cli_vm_arg(char **vms, size_t *n, char *arg)
-{
-	if (*n == CLI_VMS_MAX || !config_vm_name_valid(arg)) {
-		fprintf(stderr, "usbsync: --vm '%s': not a VM name (or more than %d)\n",
-			out_escape(arg), CLI_VMS_MAX);
-		return false;
-	}
-	vms[(*n)++] = arg;
-	return true;
-}
-
 const char *out_vidpid(const struct usbdev *d, char buf[10])
 {
 	if (!d)
@@ -217,7 +207,7 @@ void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 		const struct vm_run *v = &r->vms[k];
 		fprintf(f, "%s{", k ? "," : "");
 		json_kv_str(f, "vm", r->cfg.vms[v->vm].vm, true);
-		json_kv_str(f, "state", vm_state_name(v->state), true);
+		json_kv_str(f, "state", run_state_name(v->state), true);
 		json_kv_str(f, "error", v->err.kind ? v->err.msg : NULL, true);
 		json_vm_config(f, &r->cfg.vms[v->vm]);
 		json_kv_str(f, "add_controller", v->state != VM_RUNNING || !v->plan.add_controller ? NULL

@@ -1,10 +1,14 @@
 /* reconcile.c - `usbsync reconcile`: converge every VM on its config. */
-#include "cmd/cli.h"
+#include "cmd/reconcile.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/history.h"
+#include "cmd/lock.h"
+#include "cmd/output.h"
 #include "reconcile/port.h"
 #include "store/store.h"
 
@@ -30,7 +34,7 @@ static bool valid_devpath(const char *p)
 }
 
 /* Who started this run: --trigger, else udev's environment, else a person. */
-bool cli_trigger(const char *name, struct trigger *t)
+static bool parse_trigger(const char *name, struct trigger *t)
 {
 	static const char *const names[] = { "udev", "timer", "hook", "manual", "watch" };
 	const char *action = getenv("ACTION"), *devpath = getenv("DEVPATH");
@@ -59,7 +63,7 @@ static void print_vm_line(const struct run *r, const struct vm_run *v)
 	if (v->state == VM_RUNNING || v->state == VM_NOT_RUNNING)
 		return;
 	fprintf(stderr, "usbsync: vm %s: %s: %s\n", r->cfg.vms[v->vm].vm,
-		vm_state_name(v->state), out_escape(v->err.msg));
+		run_state_name(v->state), out_escape(v->err.msg));
 }
 
 static void row(struct table *t, const struct run *r, const struct vm_run *v, size_t i)
@@ -162,7 +166,7 @@ static void prune_now_and_then(const struct globals *g, int64_t before_ms)
 
 	if (last && last <= now && now - last < PRUNE_EVERY_MS)
 		return;
-	if (cli_prune(g, before_ms, true) && !store_stamp_set(g->db, STAMP_PRUNE, now, &e))
+	if (history_prune(g, before_ms, true) && !store_stamp_set(g->db, STAMP_PRUNE, now, &e))
 		fprintf(stderr, "usbsync: warning: history: %s\n", out_escape(e.msg));
 }
 
@@ -187,12 +191,12 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	bool dry_run = o->dry_run;
 	struct err e = { 0 };
 	int held = -1;
-	double t0 = run_clock_ms(), ms_sqlite = 0;
+	double t0 = cli_clock_ms(), ms_sqlite = 0;
 
 	/* Only runs that change something are serialized; a full run may be
 	 * covered by one already queued. */
 	if (!dry_run) {
-		switch (cli_lock(g->run_dir, nvms == 0 && !o->no_coalesce, g->lock_wait_ms, &held, &e)) {
+		switch (lock_take(g->run_dir, nvms == 0 && !o->no_coalesce, g->lock_wait_ms, &held, &e)) {
 		case LOCK_TAKEN:
 			break;
 		case LOCK_COALESCED:
@@ -201,7 +205,7 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 			else
 				printf("{\"coalesced\":true,\"exit_code\":0}\n");
 			if (o->stats)
-				print_stats(&r, run_clock_ms() - t0, 0, o->json);
+				print_stats(&r, cli_clock_ms() - t0, 0, o->json);
 			return EXIT_OK;
 		case LOCK_FAILED:
 			fprintf(stderr, "usbsync: %s\n", out_escape(e.msg));
@@ -218,15 +222,15 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	else
 		print_human(&r, dry_run);
 	if (r.err.kind != ERR_USAGE) {
-		double t = run_clock_ms();
+		double t = cli_clock_ms();
 		run_record(&r, trig, dry_run, rc);
-		ms_sqlite = run_clock_ms() - t;
+		ms_sqlite = cli_clock_ms() - t;
 	}
-	cli_unlock(held);
+	lock_release(held);
 	if (o->prune_before_ms)
 		prune_now_and_then(g, o->prune_before_ms);
 	if (o->stats)
-		print_stats(&r, run_clock_ms() - t0, ms_sqlite, o->json);
+		print_stats(&r, cli_clock_ms() - t0, ms_sqlite, o->json);
 	run_clear(&r);
 	return rc;
 }
@@ -284,7 +288,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		fprintf(stderr, "usbsync: reconcile: unexpected argument '%s'\n", out_escape(argv[optind]));
 		return EXIT_USAGE;
 	}
-	if (!cli_trigger(trigger, &trig))
+	if (!parse_trigger(trigger, &trig))
 		return EXIT_USAGE;
 	return reconcile_main(g, &o, &trig, vms, nvms);
 }

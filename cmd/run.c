@@ -7,10 +7,11 @@
  * follow on it when this VM was the last to finish removing, else on a
  * second session.  One VM's failure never stops the others.
  */
-#include "cmd/cli.h"
+#include "cmd/run.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,7 +23,7 @@
 #include "reconcile/pveconf.h"
 #include "store/store.h"
 
-const char *vm_state_name(enum vm_state s)
+const char *run_state_name(enum vm_state s)
 {
 	static const char *const names[] = {
 		[VM_CONFIG_ERROR] = "config error", [VM_NOT_RUNNING] = "not running",
@@ -39,32 +40,6 @@ static void socket_path(const struct run *r, const struct vm_run *v, char *buf, 
 static const char *vm_name(const struct run *r, const struct vm_run *v)
 {
 	return r->cfg.vms[v->vm].vm;
-}
-
-/* ---- the config -------------------------------------------------------- */
-
-bool cli_load_config(const struct globals *g, struct config *cfg, struct err *e)
-{
-	char node[NODE_NAME_MAX] = "";
-
-	if (!config_load_dir(g->config_dir, cfg, e))
-		return false;
-	if (g->node)
-		snprintf(node, sizeof node, "%s", g->node);
-	else if (!mapping_default_node(node, sizeof node, NULL))
-		node[0] = '\0'; /* only a VM with a mapping line needs it: it says why */
-	config_resolve_mappings(cfg, g->config_dir, g->mapping_file, node);
-	return true;
-}
-
-void cli_config_warnings(const struct config *cfg)
-{
-	if (cfg->mapping_warn.kind)
-		fprintf(stderr, "usbsync: warning: %s\n", out_escape(cfg->mapping_warn.msg));
-	for (size_t i = 0; i < cfg->nvms; i++)
-		if (cfg->vms[i].pve.warn.kind)
-			fprintf(stderr, "usbsync: warning: vm %s: %s\n", cfg->vms[i].vm,
-				out_escape(cfg->vms[i].pve.warn.msg));
 }
 
 /* ---- selecting VMs ----------------------------------------------------- */
@@ -142,14 +117,6 @@ struct eng {
 	struct vm_eng *x;
 	size_t reading;           /* VMs still in phase one */
 };
-
-double run_clock_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void item_fail(struct item_result *res, const struct err *e)
 {
@@ -483,12 +450,12 @@ static void eng_clear(struct eng *e)
  * the first read while sysfs is walked. */
 static bool talk(struct run *r, struct eng *e)
 {
-	double t = run_clock_ms();
+	double t = cli_clock_ms();
 
 	for (size_t i = 0; i < r->nvms; i++)
 		start_vm(e, i);
-	r->stats.ms_qmp += run_clock_ms() - t;
-	t = run_clock_ms();
+	r->stats.ms_qmp += cli_clock_ms() - t;
+	t = cli_clock_ms();
 	/* Without the host tree nothing can be decided: removing everything
 	 * because the tree looked empty would be the worst answer. */
 	/* Serials cost a read per device: only when some rule names one. */
@@ -500,10 +467,10 @@ static bool talk(struct run *r, struct eng *e)
 	if (!(r->claims = calloc(r->tree.n + 1, sizeof *r->claims)))
 		return err_set(&r->err, ERR_NOMEM, "out of memory");
 	plan_claims(&r->cfg, &r->tree, r->claims);
-	r->stats.ms_sysfs += run_clock_ms() - t;
-	t = run_clock_ms();
+	r->stats.ms_sysfs += cli_clock_ms() - t;
+	t = cli_clock_ms();
 	qmp_drive(e->q, r->nvms, on_idle, e);
-	r->stats.ms_qmp += run_clock_ms() - t;
+	r->stats.ms_qmp += cli_clock_ms() - t;
 	return true;
 }
 

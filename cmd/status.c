@@ -1,9 +1,12 @@
 /* status.c - `usbsync status`: what each VM should hold and does hold. */
-#include "cmd/cli.h"
+#include "cmd/status.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "cmd/output.h"
+#include "cmd/run.h"
 #include "reconcile/port.h"
 
 /* What of Proxmox's shapes this VM: ports its usbN keep, no controller. */
@@ -24,7 +27,7 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 	char port[PORT_STR_MAX], vp[10], detail[ERR_MSG_MAX + 64];
 
 	if (v->state != VM_RUNNING) {
-		printf("vm %s: %s%s%s\n", r->cfg.vms[v->vm].vm, vm_state_name(v->state),
+		printf("vm %s: %s%s%s\n", r->cfg.vms[v->vm].vm, run_state_name(v->state),
 		       v->state == VM_NOT_RUNNING ? "" : ": ",
 		       v->state == VM_NOT_RUNNING ? "" : out_escape(v->err.msg));
 		return;

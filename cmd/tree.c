@@ -1,12 +1,14 @@
 /* tree.c - `usbsync tree`: the host's USB tree like `lsusb -t`, with who
  * gets each device, so a config can be written by looking. */
-#include "cmd/cli.h"
+#include "cmd/tree.h"
 
 #include <getopt.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/output.h"
 #include "reconcile/peer.h"
 #include "reconcile/port.h"
 

@@ -12,12 +12,13 @@
  * SIGTERM and SIGINT end it cleanly between runs.  With NOTIFY_SOCKET set
  * (systemd Type=notify) it reports READY=1 once listening.
  */
-#include "cmd/cli.h"
+#include "cmd/watch.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -26,6 +27,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "cmd/reconcile.h"
 
 #define VM_PENDING_MAX 64
 

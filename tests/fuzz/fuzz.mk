@@ -11,7 +11,8 @@
 #   make integration-asan  tests/integration.sh against that build of
 #                      usbsync and its C test helpers (.ci/run runs it
 #                      after make check)
-#   make lint          cppcheck and clang-tidy, zero findings allowed
+#   make lint          cppcheck and clang-tidy, zero findings allowed, and
+#                      no modules that depend on each other in a circle
 #   make check-extra   lint, asan and fuzz-smoke: what `make check` adds
 #
 # Fuzzing needs clang (libFuzzer is in libclang-rt-14-dev).  New inputs
@@ -96,8 +97,11 @@ integration-asan:
 # are in tests/fuzz/lint/.  Any finding fails.
 LINT_SRCS = $(LIB_SRCS) cmd/main.c $(wildcard tests/fuzz/fuzz-*.c)
 LINT_CFLAGS = -std=gnu11 -Wall -Wextra -I. -D_GNU_SOURCE $(shell $(PKG_CONFIG) --cflags $(PKGS))
+# tests/fuzz/lint/circles reads the includes and the built objects' symbols.
+CIRCLE_FILES = $(LIB_SRCS) cmd/main.c $(wildcard common/*.h reconcile/*.h qmp/*.h store/*.h cmd/*.h)
 
-lint:
+lint: $(LIB_OBJS) $(BUILD)/cmd/main.o
+	@tests/fuzz/lint/circles $(BUILD) $(CIRCLE_FILES)
 	@cppcheck --std=c11 --enable=warning,style,performance,portability --error-exitcode=1 \
 		--quiet --inline-suppr -I. -D_GNU_SOURCE \
 		--suppress-xml=tests/fuzz/lint/cppcheck-suppressions.xml $(LINT_SRCS)
