@@ -72,6 +72,14 @@ double cli_clock_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+bool cli_node(const struct globals *g, char *buf, size_t n)
+{
+	if (!g->node)
+		return mapping_default_node(buf, n, NULL);
+	snprintf(buf, n, "%s", g->node);
+	return true;
+}
+
 bool cli_load_config(const struct globals *g, struct config *cfg, struct err *e)
 {
 	char node[NODE_NAME_MAX] = "";

@@ -23,6 +23,7 @@ struct globals {
 	const char *run_dir; /* lock files */
 	int lock_wait_ms; /* how long a run waits for the one before it */
 	const char *node; /* Proxmox node name; NULL: this host's short name */
+	const char *state_dir; /* published managed sets (publish.h); "" = off */
 	const char *mapping_file; /* Proxmox's USB resource mappings */
 };
 
@@ -30,6 +31,10 @@ struct globals {
  * (config_load_dir, config_resolve_mappings).  False only when the dir
  * itself cannot be read. */
 bool cli_load_config(const struct globals *g, struct config *cfg, struct err *e);
+
+/* This node's name (--node, else the short host name) into buf[n]; false
+ * when it is not a valid Proxmox node name. */
+bool cli_node(const struct globals *g, char *buf, size_t n);
 
 /* Print on stderr what a loaded config warns about: a Proxmox <vm>.conf
  * that reserves every port, a mapping file line ignored.  Once per run. */

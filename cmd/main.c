@@ -5,6 +5,8 @@
  */
 #include "cmd/cli.h"
 
+#include "reconcile/publish.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <locale.h>
@@ -49,6 +51,7 @@ static const struct {
 	{ "--lock-wait", "USBSYNC_LOCK_WAIT", SIZE_MAX, offsetof(struct globals, lock_wait_ms) },
 	{ "--node", "USBSYNC_NODE", offsetof(struct globals, node), SIZE_MAX },
 	{ "--mapping-file", "USBSYNC_MAPPING_FILE", offsetof(struct globals, mapping_file), SIZE_MAX },
+	{ "--state-dir", "USBSYNC_STATE_DIR", offsetof(struct globals, state_dir), SIZE_MAX },
 };
 
 static void usage(FILE *f)
@@ -65,6 +68,8 @@ static void usage(FILE *f)
 		"  --lock-wait SECONDS  USBSYNC_LOCK_WAIT   (wait for a run in progress, default 60)\n"
 		"  --node NAME          USBSYNC_NODE        (Proxmox node name, default the short host name)\n"
 		"  --mapping-file FILE  USBSYNC_MAPPING_FILE (default " MAPPING_DEFAULT_FILE ")\n"
+		"  --state-dir DIR      USBSYNC_STATE_DIR   (published VM state for migration, default\n"
+		"                                            " PUBLISH_DEFAULT_DIR "; off when its parent is missing)\n"
 		"\nexit: 0 ok, 1 something failed, 2 usage or config error, 3 drift (--check)\n");
 }
 
@@ -142,6 +147,7 @@ int main(int argc, char **argv)
 		.run_dir = "/run/usbsync",
 		.lock_wait_ms = 60000,
 		.mapping_file = MAPPING_DEFAULT_FILE,
+		.state_dir = PUBLISH_DEFAULT_DIR,
 	};
 	char **rest = calloc((size_t)argc + 1, sizeof *rest);
 	int nrest = 0;

@@ -210,6 +210,7 @@ void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 		json_kv_str(f, "state", run_state_name(v->state), true);
 		json_kv_str(f, "error", v->err.kind ? v->err.msg : NULL, true);
 		json_vm_config(f, &r->cfg.vms[v->vm]);
+		json_kv_str(f, "runstate", v->runstate[0] ? v->runstate : NULL, true);
 		json_kv_str(f, "add_controller", v->state != VM_RUNNING || !v->plan.add_controller ? NULL
 				 : !r->apply || !v->ctl.tried ? "planned" : v->ctl.ok ? "ok" : "failed", true);
 		fputs("\"items\":[", f);

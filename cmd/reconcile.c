@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/cluster.h"
 #include "cmd/history.h"
 #include "cmd/lock.h"
 #include "cmd/output.h"
@@ -62,6 +63,11 @@ static void print_vm_line(const struct run *r, const struct vm_run *v)
 {
 	if (v->state == VM_RUNNING || v->state == VM_NOT_RUNNING)
 		return;
+	if (v->state == VM_MIGRATING) {
+		printf("vm %s: migrating (runstate %s): left as it is\n", r->cfg.vms[v->vm].vm,
+		       v->runstate);
+		return;
+	}
 	fprintf(stderr, "usbsync: vm %s: %s: %s\n", r->cfg.vms[v->vm].vm,
 		run_state_name(v->state), out_escape(v->err.msg));
 }
@@ -214,6 +220,8 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 	}
 	if (!run_execute(&r, vms, nvms))
 		fprintf(stderr, "usbsync: %s\n", out_escape(r.err.msg));
+	else if (!dry_run)
+		cluster_publish(&r);
 	cli_config_warnings(&r.cfg);
 	int rc = run_exit_code(&r, o->check);
 	run_recall(&r);

@@ -21,13 +21,14 @@
 #include "reconcile/peer.h"
 #include "reconcile/port.h"
 #include "reconcile/pveconf.h"
+#include "reconcile/runstate.h"
 #include "store/store.h"
 
 const char *run_state_name(enum vm_state s)
 {
 	static const char *const names[] = {
 		[VM_CONFIG_ERROR] = "config error", [VM_NOT_RUNNING] = "not running",
-		[VM_FAILED] = "failed", [VM_RUNNING] = "running",
+		[VM_FAILED] = "failed", [VM_RUNNING] = "running", [VM_MIGRATING] = "migrating",
 	};
 	return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
 }
@@ -102,11 +103,13 @@ static bool add_socket_vms(struct run *r)
  * any VM adds: the last VM to finish it starts phase two for all.
  */
 
-enum step { STEP_NONE = 0, STEP_READ, STEP_DEL, STEP_WAIT, STEP_ADD, STEP_DONE };
+enum step { STEP_NONE = 0, STEP_READ, STEP_STATUS, STEP_DEL, STEP_WAIT, STEP_ADD, STEP_DONE };
 
 struct vm_eng {
 	enum step step;
 	struct qmp_result ctl_res; /* adding Proxmox's controller (plan.add_controller) */
+	struct qmp_result st_res;  /* asking the run state */
+	bool asked_state;
 	struct qmp_result *qres;  /* one per plan item: its command's outcome */
 	struct guest_bus *work;   /* adds: the buses as planned, ports taken as tried */
 };
@@ -262,6 +265,13 @@ static void after_read(struct eng *e, size_t i)
 	} else if (more_wanted(v)) {
 		actual_queue_read(e->q[i], v->actual.known | more_wanted(v), &v->actual);
 		return;
+	} else if (!e->x[i].asked_state && (plan_changes(&v->plan) || v->plan.add_controller)) {
+		/* Only a run with something to change asks: a no-op stays one command. */
+		runstate_queue(e->q[i], v->runstate, &e->x[i].st_res);
+		e->x[i].step = STEP_STATUS;
+		return;
+	} else if (runstate_migrating(v->runstate)) {
+		v->state = VM_MIGRATING;
 	} else if (!(v->res = calloc(v->plan.n + 1, sizeof *v->res)) ||
 		   !(e->x[i].qres = calloc(v->plan.n + 1, sizeof *e->x[i].qres))) {
 		v->state = VM_FAILED;
@@ -276,13 +286,44 @@ static void after_read(struct eng *e, size_t i)
 	end_phase1(e, i);
 }
 
+static void after_status(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+	const struct qmp_result *st = &e->x[i].st_res;
+
+	e->x[i].asked_state = true;
+	if (st->done && st->ok) {
+		after_read(e, i);
+		return;
+	}
+	v->state = VM_FAILED;
+	if (!qmp_ok(e->q[i], &v->err))
+		v->state = v->err.kind == ERR_NOT_RUNNING ? VM_NOT_RUNNING : VM_FAILED;
+	else
+		v->err = st->done ? st->err : (struct err){ .kind = ERR_PROTOCOL, .msg = "query-status: no answer" };
+	end_phase1(e, i);
+}
+
+/* On a migration source QEMU refuses changes while the migration runs:
+ * that VM is migrating, not failing. */
+static void refused_migrating(struct vm_run *v, const struct qmp_result *q)
+{
+	if (q->done && !q->ok && runstate_refused_migrating(&q->err)) {
+		v->state = VM_MIGRATING;
+		if (!v->runstate[0])
+			snprintf(v->runstate, sizeof v->runstate, "migration active");
+	}
+}
+
 static void after_dels(struct eng *e, size_t i)
 {
 	struct vm_run *v = &e->r->vms[i];
 
 	for (size_t k = 0; k < v->plan.n; k++)
-		if (v->plan.items[k].op == OP_DEL)
+		if (v->plan.items[k].op == OP_DEL) {
 			take_result(&v->res[k], &e->x[i].qres[k]);
+			refused_migrating(v, &e->x[i].qres[k]);
+		}
 	end_phase1(e, i);
 }
 
@@ -407,6 +448,9 @@ static void after_adds(struct eng *e, size_t i)
 			take_result(&v->res[k], &e->x[i].qres[k]);
 	}
 	take_controller(e, i);
+	for (size_t k = 0; !again && k < v->plan.n; k++)
+		if (v->plan.items[k].op == OP_ADD)
+			refused_migrating(v, &e->x[i].qres[k]);
 	if (again)
 		return;
 	close_vm(e, i);
@@ -419,6 +463,7 @@ static void on_idle(size_t i, void *ctx)
 
 	switch (e->x[i].step) {
 	case STEP_READ: after_read(e, i); break;
+	case STEP_STATUS: after_status(e, i); break;
 	case STEP_DEL: after_dels(e, i); break;
 	case STEP_ADD: after_adds(e, i); break;
 	default: break;

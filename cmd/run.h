@@ -17,6 +17,7 @@ enum vm_state {
 	VM_NOT_RUNNING,   /* no socket, or it refuses connection */
 	VM_FAILED,        /* QMP failed: err says how */
 	VM_RUNNING,
+	VM_MIGRATING,     /* a live migration has it (runstate): left alone */
 };
 
 struct item_result {
@@ -38,6 +39,7 @@ struct vm_run {
 	struct plan plan;
 	struct item_result *res; /* one per plan item */
 	struct item_result ctl;  /* adding Proxmox's controller (plan.add_controller) */
+	char runstate[32];       /* QEMU's, when it was asked ("" if not); see runstate.h */
 };
 
 /* What a run cost (reconcile --stats). */

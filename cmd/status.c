@@ -26,6 +26,11 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 	struct table *t;
 	char port[PORT_STR_MAX], vp[10], detail[ERR_MSG_MAX + 64];
 
+	if (v->state == VM_MIGRATING) {
+		printf("vm %s: migrating (runstate %s): left as it is\n", r->cfg.vms[v->vm].vm,
+		       v->runstate);
+		return;
+	}
 	if (v->state != VM_RUNNING) {
 		printf("vm %s: %s%s%s\n", r->cfg.vms[v->vm].vm, run_state_name(v->state),
 		       v->state == VM_NOT_RUNNING ? "" : ": ",

@@ -471,6 +471,93 @@ test_controller_none_or_plain_qemu_keeps_the_ehci_behaviour() {
 	expect_in "$OUT" "no USB controller with an id that fits" "plain QEMU: today's message"
 }
 
+# on_node2 CMD...: run with node pve2's dirs (its own config and QMP dirs)
+on_node2() { USBSYNC_NODE=pve2 USBSYNC_QMP_DIR=$T/node2/qmp USBSYNC_CONFIG_DIR=$T/node2/cfg "$@"; }
+peek_status() { "$PEEK" "$1" run '{"execute":"query-status"}' | sed 's/.*"status": "\([a-z-]*\)".*/\1/'; }
+
+test_live_migration_target_gets_the_published_set_then_its_own() {
+	mkdir -p "$T/state" "$T/node2/qmp" "$T/node2/cfg"
+	chmod 700 "$T/node2/cfg"
+	export USBSYNC_STATE_DIR=$T/state
+	vm_start 100 -device qemu-xhci,p2=15,p3=15,id=xhci
+	conf 100 "3-4"
+	USBSYNC_NODE=pve1 us reconcile
+	expect_rc 0
+	expect_in "$(cat "$T/state/100.json")" '"node":"pve1"' "published"
+	expect_in "$(cat "$T/state/100.json")" '"id":"usbhost3-4.1.1","bus":"xhci.0","port":15,"hostbus":3,"hostport":"4.1.1"' "device"
+	local before
+	before=$(stat -c '%i %Y' "$T/state/100.json")
+	USBSYNC_NODE=pve1 us reconcile
+	ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4 USBSYNC_NODE=pve1 us reconcile --stats
+	expect_in "$ERR" "qmp_commands=2 " "a no-op udev run still asks one command"
+	expect_eq "$(stat -c '%i %Y' "$T/state/100.json")" "$before" "a no-op run writes nothing"
+
+	# The target node starts the VM from Proxmox's config (no usb-host)
+	# and runs the hookscript while QEMU waits for the stream.
+	qemu_paused "$T/node2/qmp/100.qmp" "$T/target.pid" -device qemu-xhci,p2=15,p3=15,id=xhci \
+		-incoming "unix:$T/mig.sock" || fail "target did not start"
+	VMPIDS="$VMPIDS $(cat "$T/target.pid")"
+	conf 100 "3-4.4" # what pve2 would want; must not matter yet
+	cp "$T/cfg/100.usb.conf" "$T/node2/cfg/"
+	PVE_MIGRATED_FROM=pve1 on_node2 us hook 100 post-start
+	expect_rc 0
+	expect_eq "$("$PEEK" "$T/node2/qmp/100.qmp" usb | tr '\n' ' ')" \
+		"usbhost3-4.1.1 3 0 xhci.0 15 usbhost3-4.1.2 3 0 xhci.0 14 usbhost3-4.1.4 3 0 xhci.0 13 usbhost3-4.4 3 0 xhci.0 12 " \
+		"the published set, at host port 0"
+	on_node2 us reconcile --all
+	expect_rc 0
+	expect_in "$OUT" "vm 100: migrating (runstate inmigrate): left as it is" "a sweep leaves the incoming VM alone"
+
+	"$PEEK" "$T/qmp/100.qmp" run "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$T/mig.sock\"}}" > /dev/null \
+		|| fail "migrate refused"
+	migrated() { "$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}' | grep -q '"status": "completed"'; }
+	wait_until 20000 migrated || fail "migration: $("$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}')"
+	kill -0 "$(cat "$T/target.pid")" || fail "target died"
+	expect_eq "$(peek_status "$T/node2/qmp/100.qmp")" "prelaunch" "target has the VM (not started, as the source was not)"
+	expect_eq "$(peek_status "$T/qmp/100.qmp")" "postmigrate" "source handed over"
+
+	# The source must not touch or republish the VM any more.
+	conf 100 "1-1"
+	USBSYNC_NODE=pve1 us reconcile
+	expect_rc 0
+	expect_in "$OUT" "migrating (runstate postmigrate)" "source left alone"
+	expect_in "$(cat "$T/state/100.json")" '"node":"pve1"' "nothing published by the source"
+
+	# The target's own sweep replaces the copies with what pve2 wants.
+	on_node2 us reconcile --all
+	expect_rc 0
+	expect_eq "$("$PEEK" "$T/node2/qmp/100.qmp" usb | cut -d' ' -f1-3)" "usbhost3-4.4 3 4.4" "pve2's own set"
+	expect_in "$(cat "$T/state/100.json")" '"node":"pve2"' "published by the new node"
+}
+
+test_bad_state_files_and_dirs_never_keep_devices_from_vms() {
+	vm_start 100
+	conf 100 "3-4.4"
+	export USBSYNC_STATE_DIR=$T/state USBSYNC_NODE=pve1
+	mkdir -p "$T/state"
+	printf '{"version":1,"vm":"100","node":"pve1","time":1,"controller":false,"devices":[{"driver":"usb-host","id":"usbhost3-4","bus":"xhci.0,id=evil","port":1,"hostbus":3,"hostport":"4"}]}' \
+		> "$T/state/100.json"
+	us reconcile
+	expect_rc 0
+	expect_in "$ERR" "published state ignored" "a corrupt file is named"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.4" "devices reconciled"
+	expect_in "$(cat "$T/state/100.json")" '"id":"usbhost3-4.4"' "and replaced by a good publication"
+	# A target given a corrupt publication adds nothing.
+	printf 'garbage' > "$T/state/101.json"
+	vm_start 101 -device qemu-xhci,id=xhci -incoming "unix:$T/mig.sock"
+	PVE_MIGRATED_FROM=pve9 us hook 101 post-start
+	expect_rc 0
+	expect_in "$ERR" "101.json" "named"
+	expect_eq "$(usb_ids 101)" "" "nothing added"
+	# A state dir that cannot be written: a warning, devices still reconciled.
+	: > "$T/notadir"
+	conf 100 "3-4.1"
+	USBSYNC_STATE_DIR=$T/notadir us reconcile
+	expect_rc 0
+	expect_in "$ERR" "warning" "warned"
+	expect_eq "$(usb_ids 100)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4" "devices reconciled"
+}
+
 test_mapping_names_a_port_per_node() {
 	vm_start 100 -device qemu-xhci,p2=15,p3=15,id=xhci
 	mkdir -p "$T/mapping"

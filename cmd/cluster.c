@@ -1,0 +1,298 @@
+/* cluster.c - usbsync in a Proxmox VE cluster: publishing each VM's
+ * managed set for the node it may migrate to, and adding that set on a
+ * migration target before the migration stream arrives (publish.h).
+ *
+ * Invariants:
+ *  1. Nothing here ever keeps a device from its VM: publication runs
+ *     after the devices were reconciled, and its failures are warnings.
+ *  2. A VM being migrated (runstate.h) is never published for: a source
+ *     that handed the VM over must not overwrite the new node's set.
+ *  3. On a target, only what was published is added, never anything of
+ *     this node, and every copy gets a host address that cannot exist
+ *     here (hostport "0": port numbers start at 1), so QEMU can never
+ *     grab a device of this node for it; this node's own reconcile
+ *     replaces the copies once the VM runs here.
+ */
+#include "cmd/cluster.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cmd/lock.h"
+#include "cmd/output.h"
+#include "qmp/qmp.h"
+#include "reconcile/actual.h"
+#include "reconcile/port.h"
+#include "reconcile/publish.h"
+#include "reconcile/pveconf.h"
+#include "reconcile/runstate.h"
+
+#define NOWHERE_HOSTPORT "0" /* a host port path no device can have */
+
+/* The state dir, "" when publishing is off: its parent must exist (on a
+ * Proxmox node /etc/pve does); the dir itself is made when missing. */
+static bool state_dir_on(const struct globals *g, char *parent, size_t n)
+{
+	const char *slash;
+
+	if (!g->state_dir || !g->state_dir[0] || !(slash = strrchr(g->state_dir, '/')))
+		return false;
+	snprintf(parent, n, "%.*s", slash == g->state_dir ? 1 : (int)(slash - g->state_dir),
+		 g->state_dir);
+	struct stat st;
+	return stat(parent, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* ---- the managed set of a VM ------------------------------------------ */
+
+static unsigned top_port(const char *guest_port)
+{
+	unsigned v = 0;
+
+	for (const char *p = guest_port; *p >= '0' && *p <= '9'; p++)
+		if ((v = v * 10 + (unsigned)(*p - '0')) >= GUEST_PORT_MAX)
+			return 0;
+	return v;
+}
+
+/* What the VM holds (read in full) as a publication; false if a managed
+ * device cannot be described (then nothing is published). */
+static bool set_of(const struct vm_actual *a, const char *vm, const char *node,
+		   struct pub_state *s)
+{
+	memset(s, 0, sizeof *s);
+	snprintf(s->vm, sizeof s->vm, "%s", vm);
+	snprintf(s->node, sizeof s->node, "%s", node);
+	s->time_ms = cli_now_ms();
+	for (size_t i = 0; i < a->ndevs; i++) {
+		const struct guest_dev *g = &a->devs[i];
+		struct pub_dev d = { .hostbus = g->hostbus, .port = top_port(g->guest_port) };
+		struct port p;
+		if (!port_from_id(g->id, &p))
+			continue; /* not one of ours */
+		if (!g->is_host || g->bus >= a->nbuses || !d.port)
+			return false;
+		snprintf(d.id, sizeof d.id, "%s", g->id);
+		snprintf(d.bus, sizeof d.bus, "%s", a->buses[g->bus].name);
+		snprintf(d.hostport, sizeof d.hostport, "%s", g->hostport);
+		if (!publish_add(s, &d))
+			return false;
+		if (strcmp(a->buses[g->bus].ctrl, PVE_XHCI_ID) == 0 && a->buses[g->bus].kind == HC_XHCI) {
+			s->controller = true;
+			s->p2 = a->buses[g->bus].usb2_ports;
+			s->p3 = a->buses[g->bus].usb3_ports;
+		}
+	}
+	publish_sort(s);
+	return true;
+}
+
+/* A run that changed nothing: does what it read still match the
+ * publication?  Ids and host ports always; bus and port when read. */
+static bool still_published(const struct vm_actual *a, const struct pub_state *pub,
+			    const char *node)
+{
+	size_t n = 0;
+
+	if (strcmp(pub->node, node) != 0)
+		return false;
+	for (size_t i = 0; i < a->ndevs; i++) {
+		const struct guest_dev *g = &a->devs[i];
+		struct port p;
+		const struct pub_dev *d = NULL;
+		if (!port_from_id(g->id, &p))
+			continue;
+		n++;
+		for (size_t k = 0; k < pub->n && !d; k++)
+			if (strcmp(pub->devs[k].id, g->id) == 0)
+				d = &pub->devs[k];
+		if (!d || d->hostbus != g->hostbus || strcmp(d->hostport, g->hostport) != 0)
+			return false;
+		if (!g->from_id && (g->bus >= a->nbuses || strcmp(a->buses[g->bus].name, d->bus) != 0 ||
+				    top_port(g->guest_port) != d->port))
+			return false;
+	}
+	return n == pub->n;
+}
+
+static bool holds_managed(const struct vm_actual *a)
+{
+	struct port p;
+
+	for (size_t i = 0; i < a->ndevs; i++)
+		if (port_from_id(a->devs[i].id, &p))
+			return true;
+	return false;
+}
+
+static bool changed(const struct vm_run *v)
+{
+	if (v->ctl.tried)
+		return true;
+	for (size_t i = 0; i < v->plan.n; i++)
+		if (v->res[i].tried)
+			return true;
+	return false;
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+/* Read the VM as it is now and publish it, unless it migrates. */
+static void publish_vm(const struct run *r, const struct vm_run *v, const char *node,
+		       const struct pub_state *old)
+{
+	const char *vm = r->cfg.vms[v->vm].vm;
+	char path[PATH_MAX], state[RUNSTATE_MAX];
+	struct vm_actual a = { 0 };
+	struct pub_state now;
+	struct err e = { 0 };
+	struct qmp *q;
+
+	snprintf(path, sizeof path, "%s/%s.qmp", r->g->qmp_dir, vm);
+	if (!(q = qmp_open(path, r->g->timeout_ms, &e)) || !runstate_get(q, state, &e) ||
+	    (!runstate_migrating(state) &&
+	     !actual_read(q, ACTUAL_DEVICES | ACTUAL_PORTS, &a, &e))) {
+		fprintf(stderr, "usbsync: warning: vm %s: not published: %s\n", vm, out_escape(e.msg));
+	} else if (!runstate_migrating(state)) {
+		if (!set_of(&a, vm, node, &now))
+			fprintf(stderr, "usbsync: warning: vm %s: not published: a managed device "
+				"without bus or port\n", vm);
+		else if ((!old || !publish_equal(old, &now)) && !publish_write(r->g->state_dir, &now, &e))
+			fprintf(stderr, "usbsync: warning: vm %s: not published: %s\n", vm,
+				out_escape(e.msg));
+		publish_clear(&now);
+	}
+	actual_clear(&a);
+	qmp_close(q);
+}
+
+/* The publication of vm, or NULL (none, or unusable: said why). */
+static struct pub_state *published(const struct globals *g, const char *vm, struct pub_state *s)
+{
+	struct err e = { 0 };
+
+	if (publish_load(g->state_dir, vm, s, &e))
+		return s;
+	if (e.kind != ERR_IO)
+		fprintf(stderr, "usbsync: warning: vm %s: published state ignored: %s\n", vm,
+			out_escape(e.msg));
+	return NULL;
+}
+
+void cluster_publish(struct run *r)
+{
+	char parent[PATH_MAX], node[NODE_NAME_MAX];
+
+	if (!state_dir_on(r->g, parent, sizeof parent))
+		return;
+	if (!cli_node(r->g, node, sizeof node)) {
+		fprintf(stderr, "usbsync: warning: nothing published: this host's name is not a "
+			"Proxmox node name (give --node)\n");
+		return;
+	}
+	for (size_t i = 0; i < r->nvms; i++) {
+		const struct vm_run *v = &r->vms[i];
+		struct pub_state s, *old;
+		if (v->state != VM_RUNNING)
+			continue;
+		old = published(r->g, r->cfg.vms[v->vm].vm, &s);
+		if (!old && !changed(v) && !holds_managed(&v->actual))
+			continue; /* nothing published, nothing held: the same */
+		if (changed(v) || !old || !still_published(&v->actual, old, node)) {
+			if (mkdir(r->g->state_dir, 0755) != 0 && errno != EEXIST)
+				fprintf(stderr, "usbsync: warning: %s: %s\n", r->g->state_dir, strerror(errno));
+			else
+				publish_vm(r, v, node, old);
+		}
+		if (old)
+			publish_clear(old);
+	}
+}
+
+/* ---- a migration target ---------------------------------------------------- */
+
+/* Add the published set to the incoming VM: the controller first when no
+ * device has its id, then every device not already there by id. */
+static int add_published(struct qmp *q, const char *vm, const struct pub_state *pub)
+{
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	int rc = EXIT_OK;
+
+	if (!actual_read(q, ACTUAL_IDS, &a, &e)) {
+		fprintf(stderr, "usbsync: vm %s: %s\n", vm, out_escape(e.msg));
+		return EXIT_FAILED;
+	}
+	if (pub->controller && !a.has_xhci_id) {
+		struct qmp_result res;
+		if (actual_queue_add_controller(q, pub->p2, pub->p3, &res))
+			qmp_wait(q);
+		if (!res.done || !res.ok) {
+			fprintf(stderr, "usbsync: vm %s: adding " PVE_XHCI_ID ": %s\n", vm,
+				out_escape(res.done ? res.err.msg : "no answer"));
+			actual_clear(&a);
+			return EXIT_FAILED;
+		}
+		printf("vm %s: added " PVE_XHCI_DRIVER " " PVE_XHCI_ID " on " PVE_XHCI_PCI_BUS "\n", vm);
+	}
+	for (size_t i = 0; i < pub->n; i++) {
+		const struct pub_dev *d = &pub->devs[i];
+		bool there = false;
+		for (size_t k = 0; k < a.ndevs && !there; k++)
+			there = strcmp(a.devs[k].id, d->id) == 0;
+		if (there)
+			continue;
+		if (actual_add(q, d->id, d->bus, d->port, d->hostbus, NOWHERE_HOSTPORT, &e)) {
+			printf("vm %s: added %s on %s port %u (a copy for the migration)\n", vm, d->id,
+			       d->bus, d->port);
+		} else {
+			fprintf(stderr, "usbsync: vm %s: %s\n", vm, out_escape(e.msg));
+			rc = EXIT_FAILED;
+		}
+	}
+	actual_clear(&a);
+	return rc;
+}
+
+int cluster_migration_hook(const struct globals *g, const char *vm, const char *from)
+{
+	char path[PATH_MAX], state[RUNSTATE_MAX], parent[PATH_MAX];
+	struct pub_state s, *pub;
+	struct err e = { 0 };
+	struct qmp *q;
+	int rc, held = -1;
+
+	if (!mapping_node_valid(from)) {
+		fprintf(stderr, "usbsync: PVE_MIGRATED_FROM is not a node name: ignored\n");
+		return -1;
+	}
+	if (lock_take(g->run_dir, false, g->lock_wait_ms, &held, &e) != LOCK_TAKEN) {
+		fprintf(stderr, "usbsync: %s\n", out_escape(e.msg));
+		return EXIT_FAILED;
+	}
+	snprintf(path, sizeof path, "%s/%s.qmp", g->qmp_dir, vm);
+	if (!(q = qmp_open(path, g->timeout_ms, &e)) || !runstate_get(q, state, &e)) {
+		fprintf(stderr, "usbsync: vm %s: %s\n", vm, out_escape(e.msg));
+		qmp_close(q);
+		lock_release(held);
+		return EXIT_FAILED;
+	}
+	rc = -1;
+	if (strcmp(state, "inmigrate") == 0) {
+		rc = EXIT_OK;
+		if (!state_dir_on(g, parent, sizeof parent))
+			printf("vm %s: migrating in from %s; no state dir, nothing published to add\n", vm, from);
+		else if (!(pub = published(g, vm, &s)))
+			printf("vm %s: migrating in from %s; nothing published for it\n", vm, from);
+		else {
+			rc = add_published(q, vm, pub);
+			publish_clear(pub);
+		}
+	}
+	qmp_close(q);
+	lock_release(held);
+	return rc;
+}
