@@ -65,6 +65,7 @@ struct ctl {               /* a USB controller with an id */
 	enum hc_kind kind;
 	bool from_ids;     /* listed in /machine/peripheral (not only the qtree) */
 	bool has_bus;      /* its bus was seen */
+	bool companions;   /* EHCI with UHCI companions (qtree only) */
 	bool gone;         /* qom-list of its bus said DeviceNotFound */
 	unsigned p2, p3, nports;
 	struct kid *kids;  /* QOM fallback: its bus's children */
@@ -333,6 +334,7 @@ static bool take_qtree(struct rd *rd, struct qtree *t, struct err *e)
 		if ((ctl[i] = add_ctl(rd, t->ctl[i].id, t->ctl[i].kind, e)) == NONE)
 			return false;
 		rd->ctl[ctl[i]]->has_bus = true;
+		rd->ctl[ctl[i]]->companions = t->ctl[i].companions;
 	}
 	for (size_t i = 0; i < t->ndevs; i++)
 		t->devs[i].bus = t->devs[i].bus < t->nctl ? ctl[t->devs[i].bus] : NONE;
@@ -1174,6 +1176,7 @@ static bool model_devices(const struct rd *rd, struct vm_actual *out, struct err
 		snprintf(b->name, sizeof b->name, "%s.0", c->id);
 		snprintf(b->ctrl, sizeof b->ctrl, "%s", c->id);
 		b->kind = c->kind;
+		b->companions = c->companions;
 		b->nports = port_count(c, rd->known & ACTUAL_PORTS);
 		b->usb2_ports = b->usb3_ports = b->nports;
 		if (c->kind == HC_XHCI) {

@@ -265,6 +265,38 @@ static bool qt_addr(struct qt *t, struct qt_frame *f, const char *body, struct e
 	return true;
 }
 
+/* `masterbus = "ehci.0"` of a UHCI: a companion, which has no bus of
+ * its own and takes the full- and low-speed devices of that EHCI bus. */
+static bool qt_master(struct qt *t, const struct qt_frame *f, const char *body, struct err *e)
+{
+	struct qtree *out = t->out;
+	enum hc_kind kind;
+	char bus[QOM_NAME_MAX];
+
+	if (strncmp(body, "masterbus = ", 12) != 0 || !qdev_hc_kind(f->name, &kind) ||
+	    kind != HC_UHCI)
+		return true;
+	if (!qt_quoted(body + 12, bus, sizeof bus) || (bus[0] && !qdev_printable(bus)))
+		return qt_bad(t, e, "bad value of masterbus");
+	if (!bus[0] || out->nmasters == QTREE_CTL_MAX)
+		return true;
+	memcpy(out->masters[out->nmasters++], bus, sizeof bus);
+	return true;
+}
+
+/* Each EHCI whose bus a companion names has companions. */
+static void qt_companions(struct qtree *out)
+{
+	char bus[QOM_NAME_MAX + 2];
+
+	for (size_t i = 0; i < out->nctl; i++) {
+		snprintf(bus, sizeof bus, "%s.0", out->ctl[i].id);
+		for (size_t m = 0; m < out->nmasters && out->ctl[i].kind == HC_EHCI; m++)
+			if (strcmp(out->masters[m], bus) == 0)
+				out->ctl[i].companions = true;
+	}
+}
+
 static bool qt_in_dev(struct qt *t, const char *body, int indent, struct err *e)
 {
 	struct qt_frame *f = &t->f[t->n - 1];
@@ -272,7 +304,7 @@ static bool qt_in_dev(struct qt *t, const char *body, int indent, struct err *e)
 	if (strncmp(body, "bus: ", 5) == 0)
 		return qt_bus(t, body, indent, e);
 	if (!f->usb)
-		return true; /* other devices' properties are not used */
+		return qt_master(t, f, body, e); /* other properties are not used */
 	if (f->addr)
 		return qt_bad(t, e, "a line after the addr line");
 	if (strncmp(body, "addr ", 5) == 0)
@@ -349,6 +381,8 @@ bool qtree_parse(char *text, struct qtree *out, struct err *e)
 	}
 	while (ok && t->n > 0)
 		ok = qt_close(t, e);
+	if (ok)
+		qt_companions(out);
 	ok = ok && (t->line > 0 || err_set(e, ERR_PROTOCOL, "info qtree: empty"));
 	free(t);
 	return ok;

@@ -29,6 +29,7 @@
 struct qtree_ctl {
 	char id[QOM_NAME_MAX];
 	enum hc_kind kind;        /* HC_UNKNOWN for a type qdev.h does not know */
+	bool companions;          /* EHCI: a UHCI has masterbus = "<id>.0" */
 };
 
 /* What the text says; owned, free with qtree_clear. */
@@ -41,6 +42,10 @@ struct qtree {
 	 * bus of a controller without an id. */
 	struct guest_dev *devs;
 	size_t ndevs, capdevs;
+	/* The masterbus of every UHCI companion (Proxmox's q35 layout), in
+	 * any order; matched to ctl[] at the end of the parse. */
+	char masters[QTREE_CTL_MAX][QOM_NAME_MAX];
+	size_t nmasters;
 };
 
 /* Parse `text` (HMP's lines, "\n" or "\r\n" ended; cut into lines in

@@ -457,15 +457,17 @@ test_proxmox_vm_without_xhci_gets_proxmox_own_controller_and_every_device() {
 test_controller_none_or_plain_qemu_keeps_the_ehci_behaviour() {
 	pve_vm_start 100
 	conf 100 "controller none
-3-4.4"
+3-4"
 	us reconcile
 	expect_rc 0
-	expect_in "$(usb 100 | cut -d' ' -f1,4)" "usbhost3-4.4 ehci" "high speed on an EHCI bus"
+	expect_eq "$(usb 100 | cut -d' ' -f1,4 | sed 's/ehci-2.0/ehci.0/' | tr '\n' ' ')" \
+		"usbhost3-4.1.1 ehci.0 usbhost3-4.1.2 ehci.0 usbhost3-4.1.4 ehci.0 usbhost3-4.4 ehci.0 " \
+		"every speed on the EHCI buses (their UHCI companions take the slow ones)"
 	expect_not_in "$(usb_ids 100)" "xhci" "no controller"
 	"$PEEK" "$T/qmp/100.qmp" run '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/xhci","property":"type"}}' \
 		> /dev/null 2>&1 && fail "controller none: an xhci was added"
 	vm_start 101 -device ich9-usb-ehci1,id=ehci
-	conf 101 "3-4.1.1"
+	conf 101 "1-1"
 	us reconcile --vm 101
 	expect_rc 1
 	expect_in "$OUT" "no USB controller with an id that fits" "plain QEMU: today's message"

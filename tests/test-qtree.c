@@ -111,6 +111,8 @@ Test(qtree, reads_controllers_with_their_buses_and_every_usb_device)
 	cr_expect_eq(t.ctl[0].kind, HC_EHCI);
 	cr_expect_str_eq(t.ctl[1].id, "xhci", "found behind the PCI bridge");
 	cr_expect_eq(t.ctl[1].kind, HC_XHCI);
+	cr_expect(t.ctl[0].companions, "uhci-1 has masterbus ehci.0");
+	cr_expect_not(t.ctl[1].companions);
 	cr_assert_eq(t.ndevs, sizeof want / sizeof want[0]);
 	for (size_t i = 0; i < t.ndevs; i++) {
 		const struct guest_dev *d = &t.devs[i];
@@ -300,5 +302,44 @@ Test(qtree, devices_on_a_bus_of_a_controller_without_id_have_no_controller)
 	cr_assert_eq(t.ndevs, 1u);
 	cr_expect_eq(t.devs[0].bus, QTREE_NONE);
 	cr_expect_str_eq(t.devs[0].id, "tablet");
+	qtree_clear(&t);
+}
+
+Test(qtree, an_ehci_has_companions_only_when_a_uhci_names_its_bus)
+{
+	static const char *const lines[] = {
+		"bus: main-system-bus",
+		"  type System",
+		"  dev: ich9-usb-ehci1, id \"ehci\"",
+		"    bus: ehci.0",
+		"      type usb-bus",
+		"  dev: ich9-usb-ehci2, id \"ehci-2\"",
+		"    bus: ehci-2.0",
+		"      type usb-bus",
+		"  dev: piix3-usb-uhci, id \"uhci\"",
+		"    masterbus = \"\"",
+		"    bus: uhci.0",
+		"      type usb-bus",
+		"  dev: virtio-net-pci, id \"net0\"",
+		"    masterbus = \"ehci-2.0\"",
+		"  dev: ich9-usb-uhci4, id \"uhci-4\"",
+		"    masterbus = \"ehci-2.0\"",
+		NULL,
+	};
+	static const char *const bad[] = {
+		"bus: main-system-bus", "  type System", "  dev: ich9-usb-uhci1, id \"u\"",
+		"    masterbus = ehci.0", NULL,
+	};
+	struct qtree t = { 0 };
+	struct err e = { 0 };
+
+	cr_assert(parse(lines, &t, &e), "%s", e.msg);
+	cr_assert_eq(t.nctl, 3u);
+	cr_expect_not(t.ctl[0].companions, "no UHCI names ehci.0 (a NIC's property does not count)");
+	cr_expect(t.ctl[1].companions);
+	cr_expect_not(t.ctl[2].companions, "a UHCI itself never has companions");
+	qtree_clear(&t);
+	cr_expect_not(parse(bad, &t, &e));
+	cr_expect(strstr(e.msg, "masterbus"), "%s", e.msg);
 	qtree_clear(&t);
 }
