@@ -509,6 +509,8 @@ test_live_migration_target_gets_the_published_set_then_its_own() {
 	on_node2 us reconcile --all
 	expect_rc 0
 	expect_in "$OUT" "vm 100: migrating (runstate inmigrate): left as it is" "a sweep leaves the incoming VM alone"
+	on_node2 us status
+	expect_in "$OUT" "vm 100: migrating (runstate inmigrate)" "status shows the runstate"
 
 	"$PEEK" "$T/qmp/100.qmp" run "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$T/mig.sock\"}}" > /dev/null \
 		|| fail "migrate refused"
