@@ -142,7 +142,8 @@ static void print_human(const struct run *r, bool dry_run)
 			controller_row(t, r, v, dry_run);
 			changes++, shown++;
 		}
-		unchecked += v->state == VM_FAILED || v->state == VM_CONFIG_ERROR;
+		unchecked += v->state == VM_FAILED || v->state == VM_CONFIG_ERROR ||
+			     v->state == VM_MIGRATING;
 		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 			const struct plan_item *it = &v->plan.items[i];
 			changes += it->op != OP_NONE;
