@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef USBSYNC_VERSION /* GNUmakefile passes debian/changelog's */
+#define USBSYNC_VERSION "unknown"
+#endif
+
 #include "cmd/history.h"
 #include "cmd/hook.h"
 #include "cmd/output.h"
@@ -70,6 +74,7 @@ static void usage(FILE *f)
 		"  --mapping-file FILE  USBSYNC_MAPPING_FILE (default " MAPPING_DEFAULT_FILE ")\n"
 		"  --state-dir DIR      USBSYNC_STATE_DIR   (published VM state for migration, default\n"
 		"                                            " PUBLISH_DEFAULT_DIR "; off when its parent is missing)\n"
+		"  --version            print the version and exit\n"
 		"\nexit: 0 ok, 1 something failed, 2 usage or config error, 3 drift (--check)\n");
 }
 
@@ -168,6 +173,11 @@ int main(int argc, char **argv)
 			dashdash |= strcmp(argv[i], "--") == 0;
 			rest[nrest++] = argv[i];
 		}
+	}
+	if (nrest && (strcmp(rest[0], "--version") == 0 || strcmp(rest[0], "version") == 0)) {
+		printf("usbsync %s\n", USBSYNC_VERSION);
+		free(rest);
+		return EXIT_OK;
 	}
 	if (g.node && !mapping_node_valid(g.node)) {
 		fprintf(stderr, "usbsync: --node '%s': not a Proxmox node name (letters, digits, '-')\n",
