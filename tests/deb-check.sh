@@ -97,7 +97,9 @@ check "hookscript calls /usr/sbin/usbsync" grep -q '/usr/sbin/usbsync' /usr/shar
 check "example defaults in /usr/share/usbsync" test -f /usr/share/usbsync/usbsync.default
 check "/etc/default/usbsync is a conffile" \
 	sh -c "dpkg-query -W -f='\${Conffiles}' usbsync | grep -q '^ /etc/default/usbsync '"
-check "bash completion installed" test -f /usr/share/bash-completion/completions/usbsync
+check "bash completion installed where bash-completion loads it on demand" \
+	bash -c '. /usr/share/bash-completion/bash_completion; __load_completion usbsync &&
+		complete -p usbsync | grep -q "_usbsync usbsync"'
 check "the library it loads is declared (libsqlite3-0)" \
 	sh -c "dpkg-query -W -f='\${Depends}' usbsync | grep -q libsqlite3-0"
 # A run as the timer's would: creates /var/lib/usbsync and /run/usbsync.
