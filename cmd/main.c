@@ -22,6 +22,7 @@
 
 #include "cmd/history.h"
 #include "cmd/hook.h"
+#include "cmd/metrics.h"
 #include "cmd/output.h"
 #include "cmd/reconcile.h"
 #include "cmd/status.h"
@@ -35,6 +36,7 @@ static const struct {
 } commands[] = {
 	{ "reconcile", cmd_reconcile, "[--vm VM]... [--dry-run] [--check] [--json] [--trigger T]" },
 	{ "status", cmd_status, "[--vm VM]... [--json]" },
+	{ "metrics", cmd_metrics, "[--vm VM]... [--textfile-dir DIR]   (Prometheus text format)" },
 	{ "history", cmd_history,
 	  "[--vm VM] [--port PORT] [--device VID:PID] [--since T] [--until T] [--limit N] [--json]" },
 	{ "hook", cmd_hook, "VM PHASE   (the Proxmox hookscript entry)" },

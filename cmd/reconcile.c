@@ -8,6 +8,7 @@
 
 #include "cmd/cluster.h"
 #include "cmd/history.h"
+#include "cmd/metrics.h"
 #include "cmd/lock.h"
 #include "cmd/output.h"
 #include "reconcile/port.h"
@@ -235,6 +236,9 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		run_record(&r, trig, dry_run, rc);
 		ms_sqlite = cli_clock_ms() - t;
 	}
+	/* Counted while the lock is held, so counts never interleave. */
+	if (!dry_run || o->textfile_dir)
+		metrics_after_run(&r, trig->name, rc, cli_clock_ms() - t0, !dry_run, o->textfile_dir);
 	lock_release(held);
 	if (o->prune_before_ms)
 		prune_now_and_then(g, o->prune_before_ms);
@@ -255,6 +259,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		{ "all", no_argument, NULL, 'a' },
 		{ "prune-older-than", required_argument, NULL, 'P' },
 		{ "stats", no_argument, NULL, 's' },
+		{ "textfile-dir", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -279,6 +284,7 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 		case 't': trigger = optarg; break;
 		case 'a': o.all = true; break;
 		case 's': o.stats = true; break;
+		case 'T': o.textfile_dir = optarg; break;
 		case 'P':
 			if (!cli_parse_time(optarg, cli_now_ms(), &o.prune_before_ms)) {
 				fprintf(stderr, "usbsync: --prune-older-than '%s': expected e.g. 90d\n",
@@ -288,7 +294,8 @@ int cmd_reconcile(int argc, char **argv, const struct globals *g)
 			break;
 		case 'h':
 			printf("usage: usbsync reconcile [--vm VM]... [--all] [--dry-run] [--check] [--json]"
-			       " [--trigger udev|timer|hook|manual] [--prune-older-than T] [--stats]\n");
+			       " [--trigger udev|timer|hook|manual] [--prune-older-than T] [--stats]"
+			       " [--textfile-dir DIR]\n");
 			return EXIT_OK;
 		default: return EXIT_USAGE;
 		}

@@ -15,6 +15,7 @@ struct reconcile_opts {
 	bool stats;              /* print what the run cost on stderr */
 	bool no_coalesce;        /* never skip the run (watch debounces itself) */
 	int64_t prune_before_ms; /* after recording, prune history older; 0 = not */
+	const char *textfile_dir; /* write metrics there (metrics.h); NULL = not */
 };
 
 /* Reconcile (or plan, when dry_run) the VMs named in vms[0..nvms), or all;

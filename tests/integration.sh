@@ -969,7 +969,8 @@ test_make_install_lays_every_file_and_uninstall_removes_them() {
 	for f in usr/local/sbin/usbsync:755 etc/udev/rules.d/90-usbsync.rules:644 \
 		etc/systemd/system/usbsync-reconcile.service:644 etc/systemd/system/usbsync-reconcile.timer:644 \
 		etc/systemd/system/usbsync-watch.service:644 usr/local/share/man/man8/usbsync.8:644 \
-		usr/local/share/usbsync/usbsync-hookscript:755 usr/local/share/usbsync/usbsync.default:644; do
+		usr/local/share/usbsync/usbsync-hookscript:755 usr/local/share/usbsync/usbsync.default:644 \
+		usr/local/share/bash-completion/completions/usbsync:644; do
 		[ -f "$root/${f%:*}" ] || fail "missing ${f%:*}"
 		expect_eq "$(stat -c %a "$root/${f%:*}")" "${f#*:}" "mode of ${f%:*}"
 	done
@@ -1278,6 +1279,65 @@ test_qemu_10_1_falls_back_when_qom_list_get_fails() {
 	done
 }
 
+
+test_metrics_count_devices_by_state_and_runs_by_trigger() {
+	TREE=$TREES/hostile.umockdev
+	vm_start 100
+	conf 100 "5-1"
+	conf 101 "1-1"
+	us metrics
+	expect_rc 0
+	printf '%s\n' "$OUT" > "$T/before.prom"
+	"$TOP/tests/promcheck" "$T/before.prom" || fail "metrics do not parse: $OUT"
+	# (and the checker does reject what the format forbids)
+	printf '# HELP a x\n# TYPE a gauge\na{l="\xff\\x"} 1\n' | "$TOP/tests/promcheck" 2>/dev/null \
+		&& fail "promcheck accepted a raw byte and a bad escape"
+	expect_in "$OUT" 'usbsync_devices{vm="100",state="missing"} 1' "a planned add is missing"
+	expect_in "$OUT" 'usbsync_devices{vm="100",state="attached"} 0' "zeros are printed"
+	expect_in "$OUT" 'usbsync_vm_state{vm="101",state="not_running"} 1' "a VM without QEMU"
+	expect_in "$OUT" 'product="Evil \"quoted\" back\\slash\nline2 '$'\xef\xbf\xbd''[31mRED' "label escaped"
+	mkdir "$T/tf"
+	us reconcile --textfile-dir "$T/tf"
+	expect_rc 0
+	"$TOP/tests/promcheck" "$T/tf/usbsync.prom" || fail "textfile does not parse"
+	local m
+	m=$(cat "$T/tf/usbsync.prom")
+	expect_in "$m" 'usbsync_devices{vm="100",state="attached"} 1' "an add that worked is attached"
+	expect_in "$m" 'usbsync_devices{vm="100",state="missing"} 0' "nothing missing after"
+	expect_in "$m" 'usbsync_runs_total{trigger="manual"} 1' "the run is counted"
+	expect_in "$m" 'usbsync_runs_failed_total{trigger="manual"} 0' "not as failed"
+	expect_in "$m" 'usbsync_qmp_errors_total{vm="100"} 0' "no QMP error"
+	expect_in "$m" 'usbsync_last_run_exit_code 0' "last exit code"
+	expect_eq "$(ls -A "$T/tf")" "usbsync.prom" "no temporary file left"
+	# A textfile dir that does not exist (no node_exporter) is not an error.
+	us reconcile --trigger timer --textfile-dir "$T/no-such-dir"
+	expect_rc 0
+	expect_eq "$ERR" "" "silent without the directory"
+	[ ! -e "$T/no-such-dir" ] || fail "created the textfile dir"
+	us metrics
+	expect_in "$OUT" 'usbsync_runs_total{trigger="timer"} 1' "timer run counted"
+	expect_in "$OUT" 'usbsync_runs_total{trigger="manual"} 1' "manual count kept"
+	expect_in "$OUT" 'usbsync_devices{vm="100",state="attached"} 1' "metrics re-read QEMU"
+	# Dry runs and status are not runs that applied anything.
+	us reconcile --dry-run
+	us metrics
+	expect_in "$OUT" 'usbsync_runs_total{trigger="manual"} 1' "dry run not counted"
+}
+
+test_metrics_count_qmp_errors_and_failed_runs() {
+	vm_proxied 100 error-on device_add GenericError "Duplicate ID 'usbhost3-4.4' for device"
+	conf 100 "3-4.4"
+	mkdir "$T/tf"
+	us reconcile --textfile-dir "$T/tf"
+	expect_rc 1
+	"$TOP/tests/promcheck" "$T/tf/usbsync.prom" || fail "metrics do not parse"
+	local m
+	m=$(cat "$T/tf/usbsync.prom")
+	expect_in "$m" 'usbsync_qmp_errors_total{vm="100"} 1' "the failed device_add"
+	expect_in "$m" 'usbsync_runs_failed_total{trigger="manual"} 1' "the failed run"
+	expect_in "$m" 'usbsync_last_run_exit_code 1' "its exit code"
+	expect_in "$m" 'usbsync_devices{vm="100",state="missing"} 1' "an add that failed is still missing"
+}
 
 # ---- runner ------------------------------------------------------------------
 
