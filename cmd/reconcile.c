@@ -8,9 +8,10 @@
 
 #include "cmd/cluster.h"
 #include "cmd/history.h"
-#include "cmd/metrics.h"
 #include "cmd/lock.h"
+#include "cmd/metrics.h"
 #include "cmd/output.h"
+#include "cmd/runlog.h"
 #include "reconcile/port.h"
 #include "store/store.h"
 
@@ -236,6 +237,8 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		run_record(&r, trig, dry_run, rc);
 		ms_sqlite = cli_clock_ms() - t;
 	}
+	if (!dry_run)
+		runlog_send(&r, trig);
 	/* Counted while the lock is held, so counts never interleave. */
 	if (!dry_run || o->textfile_dir)
 		metrics_after_run(&r, trig->name, rc, cli_clock_ms() - t0, !dry_run, o->textfile_dir);

@@ -1339,6 +1339,71 @@ test_metrics_count_qmp_errors_and_failed_runs() {
 	expect_in "$m" 'usbsync_devices{vm="100",state="missing"} 1' "an add that failed is still missing"
 }
 
+# in_journal_ns SCRIPT: run the bash SCRIPT (which sees $T, $TREE, $BIN) in
+# private mount and pid namespaces with a tmpfs on /run and a real
+# systemd-journald on it, as under systemd; journal files land under
+# $T/journal (journald and everything else there die with the namespace).
+in_journal_ns() {
+	T=$T TREE=$TREE BIN=$BIN unshare --mount --pid --fork bash -c '
+		mount -t tmpfs tmpfs /run && mkdir -p "$T/journal" /run/log/journal &&
+		mount --bind "$T/journal" /run/log/journal || exit 99
+		/lib/systemd/systemd-journald > "$T/journald.log" 2>&1 &
+		for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
+		'"$1"
+}
+
+test_journal_gets_structured_entries_when_stderr_is_the_journal() {
+	if ! [ -x /lib/systemd/systemd-journald ] || ! unshare --mount --pid --fork true 2> /dev/null; then
+		echo "    (no systemd-journald or no namespaces here: skipped)"
+		return 0
+	fi
+	TREE=$TREES/hostile.umockdev
+	vm_start 100
+	conf 100 "5-1"
+	conf 101 "bogus line"
+	# systemd sets JOURNAL_STREAM to the device:inode of the stream it gave
+	# as stderr; a stream it names that is not stderr is not the journal.
+	in_journal_ns '
+		: > "$T/stderr"
+		s=$(stat -c %d:%i "$T/stderr")
+		JOURNAL_STREAM=1:2 umockdev-run -d "$TREE" -- "$BIN" reconcile --dry-run > /dev/null 2>> "$T/stderr"
+		JOURNAL_STREAM=$s umockdev-run -d "$TREE" -- "$BIN" reconcile --dry-run > /dev/null 2>> "$T/stderr"
+		JOURNAL_STREAM=1:2 umockdev-run -d "$TREE" -- "$BIN" reconcile --vm 101 > /dev/null 2>> "$T/stderr"
+		journalctl --sync
+		journalctl -D /run/log/journal -o json SYSLOG_IDENTIFIER=usbsync > "$T/none.json"
+		JOURNAL_STREAM=$s umockdev-run -d "$TREE" -- "$BIN" reconcile > "$T/out" 2>> "$T/stderr"
+		echo $? > "$T/rc"
+		journalctl --sync
+		journalctl -D /run/log/journal -o json USBSYNC_VM=100 > "$T/vm100.json"
+		journalctl -D /run/log/journal -o json MESSAGE_ID=0474b08110974f8b96fcdadefd04d113 > "$T/config.json"
+	' || fail "namespace: $(cat "$T/journald.log" 2>/dev/null)"
+	expect_eq "$(cat "$T/rc")" 2 "exit code (101's config error)"
+	[ ! -s "$T/none.json" ] || fail "dry runs or a foreign stream logged: $(cat "$T/none.json")"
+	expect_in "$(cat "$T/out")" "usbhost5-1" "the plain output is still printed"
+	python3 - "$T" "$TREE" <<'PY' || fail "journal entries: $(cat "$T/vm100.json" "$T/config.json")"
+import json, sys
+T, tree = sys.argv[1], sys.argv[2]
+def entries(name):
+    return [json.loads(l) for l in open(f'{T}/{name}')]
+def raw(v):  # journalctl -o json gives non-text values as byte arrays
+    return bytes(v) if isinstance(v, list) else v.encode()
+vm = entries('vm100.json')
+assert len(vm) == 1, vm
+a = vm[0]
+assert a['MESSAGE_ID'] == '015a703f52394dd39354ddfbb006e5e8', a
+assert (a['USBSYNC_OP'], a['USBSYNC_PORT'], a['USBSYNC_RESULT'], a['PRIORITY']) == ('add', '5-1', 'ok', '6'), a
+assert (a['USBSYNC_ID'], a['USBSYNC_TRIGGER'], a['USBSYNC_DEVICE']) == ('usbhost5-1', 'manual', '1209:0001'), a
+# The product's bytes, newline, escape and invalid UTF-8 included, arrive intact.
+hexp = [l for l in open(tree) if l.startswith('H: product=')][0].split('=', 1)[1].strip()
+assert raw(a['USBSYNC_PRODUCT']) == bytes.fromhex(hexp).rstrip(b'\n'), a['USBSYNC_PRODUCT']
+msg = raw(a['MESSAGE'])
+assert b'\x1b' not in msg and b'\n' not in msg, msg
+cfg = entries('config.json')
+assert len(cfg) == 1 and cfg[0]['USBSYNC_VM'] == '101' and cfg[0]['PRIORITY'] == '3', cfg
+assert 'bogus' in cfg[0]['USBSYNC_ERROR'] and cfg[0]['USBSYNC_OP'] == 'config', cfg
+PY
+}
+
 # ---- runner ------------------------------------------------------------------
 
 SAN_REPORT='(Address|Leak|UndefinedBehavior)Sanitizer|runtime error:'
