@@ -1084,7 +1084,7 @@ import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.execute("BEGIN EXCLUSIVE")
 print("locked", flush=True)
-time.sleep(6)' "$T/db/history.db" > "$T/locker" &
+time.sleep(60)' "$T/db/history.db" > "$T/locker" &   # (killed below: the run may take seconds to start under load)
 	local locker=$!
 	wait_until 3000 grep -q locked "$T/locker" || fail "locker"
 	us reconcile
