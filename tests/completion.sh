@@ -1,14 +1,16 @@
 #!/bin/bash
-# completion.sh [TREE]: the bash completion (scripts/usbsync.bash-completion)
+# completion.sh BIN [TREE]: the bash completion (scripts/usbsync.bash-completion)
 # as bash calls it: `complete -p` names the function, and each case sets
-# COMP_WORDS/COMP_CWORD as readline would and checks COMPREPLY.  Host
-# ports and ids come from TREE (a umockdev tree, default
-# tests/trees/blog.umockdev): the script re-runs itself under umockdev-run.
+# COMP_WORDS/COMP_CWORD as readline would and checks COMPREPLY.  Every
+# command and option BIN's --help names must be offered.  Host ports and
+# ids come from TREE (a umockdev tree, default tests/trees/blog.umockdev):
+# the script re-runs itself under umockdev-run.
 set -euo pipefail
+bin=$(realpath "$1")
 cd "$(dirname "$0")/.."
-tree=${1:-tests/trees/blog.umockdev}
+tree=${2:-tests/trees/blog.umockdev}
 if [ -z "${USBSYNC_COMPLETION_INNER:-}" ]; then
-	USBSYNC_COMPLETION_INNER=1 exec umockdev-run -d "$tree" -- bash "$0" "$tree"
+	USBSYNC_COMPLETION_INNER=1 exec umockdev-run -d "$tree" -- bash "$0" "$bin" "$tree"
 fi
 
 # shellcheck source=../scripts/usbsync.bash-completion
@@ -74,6 +76,31 @@ expect "046d:c52b" history --device 046d:c
 # The global options' values are not taken for the subcommand.
 expect "--json" --db /x status --j
 expect "" watch --sweep ""
+
+# Nothing the binary has is missing from the completion.
+offered() { # offered WORD...: what completing `usbsync WORD...` offers
+	COMP_WORDS=(usbsync "$@")
+	COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+	COMPREPLY=()
+	_usbsync
+	printf ' %s ' "${COMPREPLY[@]}"
+}
+missing=""
+all=$(offered "")
+for cmd in $("$bin" --help | sed -n '/^commands:/,/^$/p' | awk 'NF > 1 {print $1}'); do
+	[[ $all == *" $cmd "* ]] || missing="$missing $cmd"
+	opts=$(offered "$cmd" --)
+	for o in $("$bin" "$cmd" --help 2>&1 | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+		[[ $opts == *" $o "* ]] || missing="$missing $cmd:$o"
+	done
+done
+if [ -z "$missing" ]; then
+	echo "  ok   every command and option in usbsync's --help is completed"
+	pass=$((pass + 1))
+else
+	echo "  FAIL not completed:$missing"
+	fail=$((fail + 1))
+fi
 
 echo "completion: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
