@@ -8,8 +8,9 @@
  * Security invariants:
  * 1. The file is opened with O_NOFOLLOW and read at most COUNTERS_READ_MAX
  *    bytes; names must be [A-Za-z0-9_-], shorter than COUNTERS_NAME_MAX.
- * 2. It is written to a temporary file in the same directory (O_EXCL,
- *    mode 0644) and renamed over the old one.
+ * 2. It is written to a temporary file in the same directory (O_NOFOLLOW,
+ *    mode 0644, only while the run lock is held) and renamed over the old
+ *    one.
  */
 #include "store/counters.h"
 
@@ -220,26 +221,33 @@ static bool write_all(FILE *f, const struct counters *c)
 	return fflush(f) == 0 && !ferror(f);
 }
 
+/* Eight system calls for a run that changes nothing: counters_load's
+ * four, then open, write, close, rename. */
 bool counters_save(const char *dir, const struct counters *c, struct err *e)
 {
-	char path[4096], tmp[4096];
-	FILE *f;
+	char path[4096], tmp[4096], *text = NULL;
+	size_t len = 0;
+	FILE *mem;
 	int fd;
 	bool ok;
 
 	if (!counters_path(dir, COUNTERS_FILE, path, sizeof path, e) ||
 	    !counters_path(dir, COUNTERS_FILE ".tmp", tmp, sizeof tmp, e))
 		return false;
-	unlink(tmp); /* one a crashed run left; the run lock is ours */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0 || !(f = fdopen(fd, "w"))) {
-		err_set(e, ERR_IO, "create %s: %s", tmp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return false;
+	if (!(mem = open_memstream(&text, &len)))
+		return err_set(e, ERR_NOMEM, "%s: out of memory", path);
+	ok = write_all(mem, c);
+	ok = fclose(mem) == 0 && ok;
+	if (!ok) {
+		free(text);
+		return err_set(e, ERR_NOMEM, "%s: out of memory", path);
 	}
-	ok = write_all(f, c);
-	ok = (fclose(f) == 0) && ok;
+	/* The run lock is ours: nobody else writes tmp (a crashed run's is
+	 * truncated). */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
+	ok = (fd >= 0 && close(fd) == 0) && ok;
+	free(text);
 	if (!ok || rename(tmp, path) != 0) {
 		err_set(e, ERR_IO, "write %s: %s", path, strerror(errno));
 		unlink(tmp);
