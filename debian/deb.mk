@@ -14,7 +14,7 @@ DEB_FILE = $(DEB_BUILD)/usbsync_$(VERSION)_$(DEB_ARCH).deb
 
 .PHONY: deb deb-check
 
-deb:
+deb: deps
 	@scripts/build-deb $(DEB_BUILD) $(VERSION)
 
 deb-check: deb

@@ -6,7 +6,8 @@
 # /var/lib and /run is compared before and after.
 #
 # Needs root.  Skipped, loudly, when usbsync is already installed (it is
-# not ours to remove) and where systemd runs (installing starts the timer,
+# not ours to remove) or has left a history here (the purge would delete
+# it), and where systemd runs (installing starts the timer,
 # which would reconcile this host's real VMs) unless
 # USBSYNC_DEB_CHECK=force.  Runs are serialized machine-wide (other
 # checkouts run the same test), and dpkg is retried while apt holds its
@@ -41,6 +42,12 @@ case $(status) in
 '' | *not-installed) ;;
 *) skip "usbsync is installed here ($(status)); not touching it" ;;
 esac
+
+# The test's run creates these and the purge removes them: someone's
+# history is not ours to delete.
+for d in /var/lib/usbsync /run/usbsync; do
+	[ ! -e "$d" ] || skip "$d exists (a purge would delete it)"
+done
 
 tmp=$(mktemp -d)
 installed=no
