@@ -752,6 +752,7 @@ for _ in range(2000):
 	local toucher=$! ms
 	wait_until 3000 touched "$T/run/wait.lock" || fail "wait.lock never touched"
 	us reconcile --stats
+	kill $toucher; wait $toucher 2>/dev/null
 	expect_rc 0
 	kill $toucher; wait $toucher 2>/dev/null
 	ms=$(echo "$ERR" | grep -o 'ms_total=[0-9]*' | cut -d= -f2)
