@@ -35,7 +35,12 @@ static void send_entry(struct log *l, const struct entry *x)
 	};
 	struct err e = { 0 };
 
-	if (!journal_send(l->fd, f, sizeof f / sizeof f[0], &e) && !l->warned) {
+	/* Opened on the first entry: a run with nothing to say connects to
+	 * nothing. */
+	if (l->warned)
+		return;
+	if ((l->fd < 0 && (l->fd = journal_open(&e)) < 0) ||
+	    !journal_send(l->fd, f, sizeof f / sizeof f[0], &e)) {
 		fprintf(stderr, "usbsync: warning: %s\n", out_escape(e.msg));
 		l->warned = true;
 	}
@@ -105,14 +110,9 @@ static void log_vm(struct log *l, const struct run *r, const struct vm_run *v)
 void runlog_send(const struct run *r, const struct trigger *t)
 {
 	struct log l = { .fd = -1, .t = t };
-	struct err e = { 0 };
 
 	if (!journal_wanted())
 		return;
-	if ((l.fd = journal_open(&e)) < 0) {
-		fprintf(stderr, "usbsync: warning: %s\n", out_escape(e.msg));
-		return;
-	}
 	for (size_t k = 0; k < r->nvms; k++) {
 		const struct vm_run *v = &r->vms[k];
 		log_vm(&l, r, v);

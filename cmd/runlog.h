@@ -19,8 +19,9 @@
 /* When stderr is the journal (journal.h), send one entry for each device
  * added or removed (or that failed to be), each conflict, each VM whose
  * QMP or config failed, and a run-wide failure.  Otherwise nothing: the
- * plain output says it all.  A journal that cannot be reached is one
- * warning on stderr. */
+ * plain output says it all.  The journal is connected to only when there
+ * is something to send; one that cannot be reached is one warning on
+ * stderr, and the rest of the entries are dropped. */
 void runlog_send(const struct run *r, const struct trigger *t);
 
 #endif
