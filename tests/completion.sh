@@ -52,7 +52,7 @@ fi
 expect "reconcile status metrics history hook watch tree version" ""
 expect "reconcile" re
 expect "history hook" h
-expect "--config-dir --qmp-dir --db --run-dir --timeout --lock-wait --help --version" -
+expect "--config-dir --qmp-dir --db --run-dir --timeout --lock-wait --node --mapping-file --help --version" -
 expect "--dry-run --db" reconcile --d
 expect "--vm" status --v
 expect "--textfile-dir" metrics --te
@@ -76,6 +76,7 @@ expect "046d:c52b" history --device 046d:c
 # The global options' values are not taken for the subcommand.
 expect "--json" --db /x status --j
 expect "" watch --sweep ""
+expect "--json" --node pve1 tree --j
 
 # Nothing the binary has is missing from the completion.
 offered() { # offered WORD...: what completing `usbsync WORD...` offers
@@ -87,6 +88,10 @@ offered() { # offered WORD...: what completing `usbsync WORD...` offers
 }
 missing=""
 all=$(offered "")
+globals=$(offered -)
+for o in $("$bin" --help | sed -n '/^global options/,/^$/p' | grep -o -- '^  --[a-z][a-z-]*'); do
+	[[ $globals == *" $o "* ]] || missing="$missing global:$o"
+done
 for cmd in $("$bin" --help | sed -n '/^commands:/,/^$/p' | awk 'NF > 1 {print $1}'); do
 	[[ $all == *" $cmd "* ]] || missing="$missing $cmd"
 	opts=$(offered "$cmd" --)
