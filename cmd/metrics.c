@@ -72,6 +72,7 @@ static const char *vm_state_label(enum vm_state s)
 	case VM_NOT_RUNNING: return "not_running";
 	case VM_FAILED: return "failed";
 	case VM_RUNNING: return "running";
+	case VM_MIGRATING: return "migrating";
 	}
 	return "unknown";
 }
@@ -79,7 +80,7 @@ static const char *vm_state_label(enum vm_state s)
 static void print_vm_states(FILE *f, const struct run *r)
 {
 	family(f, "usbsync_vm_state", "gauge",
-	       "1 for the state each configured VM was in: running, not_running, failed, config_error.");
+	       "1 for the state each configured VM was in: running, not_running, failed, config_error, migrating.");
 	for (size_t k = 0; k < r->nvms; k++) {
 		fputs("usbsync_vm_state{", f);
 		put_label(f, "vm", r->cfg.vms[r->vms[k].vm].vm, true);

@@ -52,7 +52,7 @@ fi
 expect "reconcile status metrics history hook watch tree version" ""
 expect "reconcile" re
 expect "history hook" h
-expect "--config-dir --qmp-dir --db --run-dir --timeout --lock-wait --node --mapping-file --help --version" -
+expect "--config-dir --qmp-dir --db --run-dir --timeout --lock-wait --node --mapping-file --state-dir --help --version" -
 expect "--dry-run --db" reconcile --d
 expect "--vm" status --v
 expect "--textfile-dir" metrics --te
