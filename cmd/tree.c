@@ -242,13 +242,13 @@ static void device_row(struct table *tab, const struct config *cfg, const struct
 		  out_escape(d->manufacturer), d->has_serial ? out_escape(d->serial) : NULL, who);
 }
 
-/* Where each connector is: one line each, after the devices. */
-static void print_connectors(const struct usbtree *t, const struct row *rows)
+/* Where each connector is, from the devices on it: for a kernel without
+ * port devices to list (then only occupied connectors are known). */
+static void connectors_of_devices(struct table *tab, const struct usbtree *t,
+				  const struct row *rows)
 {
 	char name[2 * PORT_STR_MAX + 16], prev[sizeof name] = "", loc[256];
-	struct table *tab = table_new(4);
 
-	table_row(tab, "CONNECTOR", "TYPE", "REMOVABLE", "WHERE");
 	for (size_t k = 0; k < t->n; k++) {
 		if (rows[k].top == SIZE_MAX)
 			continue;
@@ -261,14 +261,71 @@ static void print_connectors(const struct usbtree *t, const struct row *rows)
 		if (!top->has_peer)
 			snprintf(name + strlen(name), sizeof name - strlen(name), " (no peer)");
 		table_row(tab, name, out_escape(w->connect_type), out_escape(top->where.removable),
-			  location_text(w, loc, sizeof loc));
+			  location_text(w, loc, sizeof loc), "yes");
 	}
+}
+
+static const struct usbroot_port *find_root(const struct usbtree_roots *r, const struct port *p)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (port_equal(&r->ports[i].port, p))
+			return &r->ports[i];
+	return NULL;
+}
+
+/* One connector of the root ports: the port (the lower of the two) and
+ * its peer, what is plugged into either half. */
+static void root_connector(struct table *tab, const struct usbtree *t, const struct usbroot_port *rp,
+			   const struct usbroot_port *other)
+{
+	char a[PORT_STR_MAX], b[PORT_STR_MAX], name[2 * PORT_STR_MAX + 16], loc[256];
+	const struct usbdev *d = usbtree_find(t, &rp->port);
+	const struct usbdev *e = rp->has_peer ? usbtree_find(t, &rp->peer) : NULL;
+	const struct usbport_info *w = &rp->where;
+
+	if (other && !w->panel[0] && other->where.panel[0])
+		w = &other->where;
+	if (rp->has_peer)
+		snprintf(name, sizeof name, "%s = %s", port_format(&rp->port, a, sizeof a),
+			 port_format(&rp->peer, b, sizeof b));
+	else
+		snprintf(name, sizeof name, "%s (no peer)", port_format(&rp->port, a, sizeof a));
+	table_row(tab, name, out_escape(w->connect_type),
+		  d ? out_escape(d->where.removable) : e ? out_escape(e->where.removable) : NULL,
+		  location_text(w, loc, sizeof loc), d || e ? "yes" : "no");
+}
+
+/* Every root connector of the host, occupied or not. */
+static void connectors_of_roots(struct table *tab, const struct usbtree *t,
+				const struct usbtree_roots *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const struct usbroot_port *rp = &r->ports[i];
+		const struct usbroot_port *other = rp->has_peer ? find_root(r, &rp->peer) : NULL;
+		/* Shown once, with the lower of its two halves first. */
+		if (other && port_cmp(&other->port, &rp->port) < 0)
+			continue;
+		root_connector(tab, t, rp, other);
+	}
+}
+
+/* Where each connector is: one line each, after the devices. */
+static void print_connectors(const struct usbtree *t, const struct row *rows,
+			     const struct usbtree_roots *roots)
+{
+	struct table *tab = table_new(5);
+
+	table_row(tab, "CONNECTOR", "TYPE", "REMOVABLE", "WHERE", "IN USE");
+	if (roots->n)
+		connectors_of_roots(tab, t, roots);
+	else
+		connectors_of_devices(tab, t, rows);
 	table_print(tab, stdout, "");
 	table_free(tab);
 }
 
 static void print_human(const struct config *cfg, const struct usbtree *t, const struct claim *c,
-			const struct row *rows)
+			const struct row *rows, const struct usbtree_roots *roots)
 {
 	char name[2 * PORT_STR_MAX + 4], prev[sizeof name] = "", label[sizeof name + 16];
 	struct table *tab = table_new(COLS);
@@ -288,10 +345,10 @@ static void print_human(const struct config *cfg, const struct usbtree *t, const
 	}
 	table_print(tab, stdout, "");
 	table_free(tab);
-	if (t->n == 0)
+	if (t->n == 0 && roots->n == 0)
 		return;
 	printf("\n");
-	print_connectors(t, rows);
+	print_connectors(t, rows, roots);
 	if (!any_peer(t))
 		printf("\nno peer links in this tree (a kernel without them, or no USB 3): "
 		       "a port rule covers only the bus it names\n");
@@ -344,7 +401,12 @@ int cmd_tree(int argc, char **argv, const struct globals *g)
 		} else if (json) {
 			print_json(&cfg, &t, claims, rows);
 		} else {
-			print_human(&cfg, &t, claims, rows);
+			/* Connectors nothing is plugged into, too: read for people only. */
+			struct usbtree_roots roots = { 0 };
+			if (!usbtree_read_roots(NULL, &roots, &e))
+				fprintf(stderr, "usbsync: warning: %s\n", out_escape(e.msg));
+			print_human(&cfg, &t, claims, rows, &roots);
+			usbtree_roots_clear(&roots);
 		}
 	}
 	free(rows);

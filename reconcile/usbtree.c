@@ -37,8 +37,10 @@
  * companion on the other bus (drivers/usb/core/port.c). */
 #define LINK_PORT "port"
 #define LINK_PEER "port/peer"
-#define PORT_CONNECT_TYPE "port/connect_type"
-#define PORT_LOCATION "port/physical_location/"
+#define PORT_DIR "port/"
+#define PORT_PEER "peer"
+#define PORT_CONNECT_TYPE "connect_type"
+#define PORT_LOCATION "physical_location/"
 #define PORT_NAME_SEP "-port"
 #define USB_CLASS_HUB 0x09
 
@@ -206,18 +208,11 @@ static const char *sysfs_attr(void *ctx, const char *attr)
 /* The port device's peer, through the device's `port` link: one
  * readlink.  A link whose name is not a port, or names the device's own
  * port, counts as none. */
+static bool read_peer_link(int fd, const char *name, const struct port *self, struct port *out);
+
 static void read_peer(int fd, struct usbdev *d)
 {
-	char target[PATH_MAX];
-	ssize_t len = readlinkat(fd, LINK_PEER, target, sizeof target - 1);
-	const char *base;
-
-	if (len <= 0)
-		return;
-	target[len] = '\0';
-	base = strrchr(target, '/');
-	base = base ? base + 1 : target;
-	d->has_peer = usbtree_parse_port_name(base, &d->peer) && !port_equal(&d->peer, &d->port);
+	d->has_peer = read_peer_link(fd, LINK_PEER, &d->port, &d->peer);
 }
 
 /* The serial attribute, whole: a USB string is at most 381 bytes of
@@ -238,8 +233,9 @@ static void read_serial(int dirfd, struct usbdev *d)
 		usbtree_set_serial(d, buf, (size_t)len);
 }
 
-/* What `tree` shows of where the device's connector is. */
-static void read_portinfo(struct sysdev *sd, struct usbdev *d)
+/* A port device's connect_type and physical_location, its directory
+ * being `prefix` ("port/" from a device's, "" from its own). */
+static void read_location(struct sysdev *sd, const char *prefix, struct usbport_info *w)
 {
 	static const struct { const char *name; size_t off; } loc[] = {
 		{ "panel", offsetof(struct usbport_info, panel) },
@@ -248,16 +244,25 @@ static void read_portinfo(struct sysdev *sd, struct usbdev *d)
 		{ "dock", offsetof(struct usbport_info, dock) },
 		{ "lid", offsetof(struct usbport_info, lid) },
 	};
-	struct usbport_info *w = &d->where;
-	char link[8], attr[64];
+	char attr[64];
 
-	w->port_link = readlinkat(sd->fd, LINK_PORT, link, sizeof link) > 0;
-	copy_str(w->connect_type, sizeof w->connect_type, sysfs_attr(sd, PORT_CONNECT_TYPE));
-	copy_str(w->removable, sizeof w->removable, sysfs_attr(sd, ATTR_REMOVABLE));
-	for (size_t i = 0; w->port_link && i < sizeof loc / sizeof loc[0]; i++) {
-		snprintf(attr, sizeof attr, "%s%s", PORT_LOCATION, loc[i].name);
+	snprintf(attr, sizeof attr, "%s%s", prefix, PORT_CONNECT_TYPE);
+	copy_str(w->connect_type, sizeof w->connect_type, sysfs_attr(sd, attr));
+	for (size_t i = 0; i < sizeof loc / sizeof loc[0]; i++) {
+		snprintf(attr, sizeof attr, "%s%s%s", prefix, PORT_LOCATION, loc[i].name);
 		copy_str((char *)w + loc[i].off, USBPORT_LOC_MAX, sysfs_attr(sd, attr));
 	}
+}
+
+/* What `tree` shows of where the device's connector is. */
+static void read_portinfo(struct sysdev *sd, struct usbdev *d)
+{
+	char link[8];
+
+	d->where.port_link = readlinkat(sd->fd, LINK_PORT, link, sizeof link) > 0;
+	copy_str(d->where.removable, sizeof d->where.removable, sysfs_attr(sd, ATTR_REMOVABLE));
+	if (d->where.port_link)
+		read_location(sd, PORT_DIR, &d->where);
 }
 
 static int dev_order(const void *a, const void *b)
@@ -391,6 +396,126 @@ const struct usbdev *usbtree_find(const struct usbtree *t, const struct port *p)
 			hi = mid;
 	}
 	return NULL;
+}
+
+/* ---- root ports, for tree ------------------------------------------------ */
+
+/* The peer named by the link `name` in directory fd, if any. */
+static bool read_peer_link(int fd, const char *name, const struct port *self, struct port *out)
+{
+	char target[PATH_MAX];
+	ssize_t len = readlinkat(fd, name, target, sizeof target - 1);
+	const char *base;
+
+	if (len <= 0)
+		return false;
+	target[len] = '\0';
+	base = strrchr(target, '/');
+	base = base ? base + 1 : target;
+	return usbtree_parse_port_name(base, out) && !port_equal(out, self);
+}
+
+static bool push_root(struct usbtree_roots *r, const struct usbroot_port *p)
+{
+	struct usbroot_port *n = grow_array(r->ports, &r->cap, r->n + 1, sizeof *n,
+					    USBTREE_ROOT_PORTS_MAX);
+
+	if (!n)
+		return false;
+	r->ports = n;
+	r->ports[r->n++] = *p;
+	return true;
+}
+
+/* The port devices usb<bus>-port<N> in root hub interface directory fd. */
+static bool read_roots_of(int fd, unsigned bus, struct usbtree_roots *r)
+{
+	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	struct dirent *de;
+	bool ok = true;
+
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return true;
+	}
+	for (unsigned i = 0; ok && i < ENTRIES_MAX && (de = readdir(d)); i++) {
+		struct usbroot_port p = { 0 };
+		if (!usbtree_parse_port_name(de->d_name, &p.port) || p.port.depth != 1 ||
+		    p.port.bus != bus)
+			continue;
+		struct sysdev sd = { .fd = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
+		if (sd.fd < 0)
+			continue;
+		p.has_peer = read_peer_link(sd.fd, PORT_PEER, &p.port, &p.peer);
+		p.where.port_link = true;
+		read_location(&sd, "", &p.where);
+		close(sd.fd);
+		ok = push_root(r, &p);
+	}
+	closedir(d);
+	return ok;
+}
+
+/* "usb4" -> 4: a root hub's name, canonical like a port path's bus. */
+static bool root_hub_bus(const char *name, unsigned *bus)
+{
+	char text[16];
+	struct port p;
+
+	if (strncmp(name, "usb", 3) != 0 || strlen(name) > 8)
+		return false;
+	snprintf(text, sizeof text, "%s-1", name + 3);
+	if (!port_parse(text, &p))
+		return false;
+	*bus = p.bus;
+	return true;
+}
+
+static int root_order(const void *a, const void *b)
+{
+	return port_cmp(&((const struct usbroot_port *)a)->port,
+			&((const struct usbroot_port *)b)->port);
+}
+
+bool usbtree_read_roots(const char *sysfs, struct usbtree_roots *out, struct err *e)
+{
+	char dir[PATH_MAX], intf[32];
+	struct dirent *de;
+	DIR *d;
+	bool ok = true;
+
+	memset(out, 0, sizeof *out);
+	snprintf(dir, sizeof dir, "%s%s", sysfs ? sysfs : "/sys", USB_DEVICES_DIR);
+	if (!(d = opendir(dir)))
+		return true; /* no USB: no ports */
+	for (unsigned i = 0; ok && i < ENTRIES_MAX && (de = readdir(d)); i++) {
+		unsigned bus;
+		/* A root hub usb<bus> has its ports under <bus>-0:1.0. */
+		if (!root_hub_bus(de->d_name, &bus))
+			continue;
+		snprintf(intf, sizeof intf, "usb%u/%u-0:1.0", bus, bus);
+		int fd = openat(dirfd(d), intf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ok = read_roots_of(fd, bus, out);
+		close(fd);
+	}
+	closedir(d);
+	if (!ok) {
+		usbtree_roots_clear(out);
+		return err_set(e, ERR_NOMEM, "more than %d root ports, or out of memory",
+			       USBTREE_ROOT_PORTS_MAX);
+	}
+	qsort(out->ports, out->n, sizeof *out->ports, root_order);
+	return true;
+}
+
+void usbtree_roots_clear(struct usbtree_roots *r)
+{
+	free(r->ports);
+	memset(r, 0, sizeof *r);
 }
 
 /* ---- hotplug ------------------------------------------------------------ */

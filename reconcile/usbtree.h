@@ -54,6 +54,30 @@ bool usbtree_read_with(const char *sysfs, const struct hostuse_paths *hp, unsign
 
 void usbtree_clear(struct usbtree *t);
 
+/* ---- every root port, for `tree` ------------------------------------- */
+
+#define USBTREE_ROOT_PORTS_MAX 4096
+
+/* One port of a root hub, whatever is plugged in (or nothing). */
+struct usbroot_port {
+	struct port port;              /* depth 1 */
+	bool has_peer;
+	struct port peer;
+	struct usbport_info where;     /* connect_type, physical_location */
+};
+
+struct usbtree_roots {
+	struct usbroot_port *ports;    /* owned, sorted by port */
+	size_t n, cap;
+};
+
+/* The port devices of every root hub below sysfs (NULL: "/sys"): the
+ * host's connectors, occupied or not.  A kernel without port devices
+ * gives none.  False only when out of memory or past the bound (e).
+ * Free with usbtree_roots_clear. */
+bool usbtree_read_roots(const char *sysfs, struct usbtree_roots *out, struct err *e);
+void usbtree_roots_clear(struct usbtree_roots *r);
+
 /* The port a port device's name stands for: "usb4-port4" (a root port)
  * is 4-4, "4-4.1-port2" (port 2 of hub 4-4.1) is 4-4.1.2.  False for
  * anything else, or a path deeper than PORT_DEPTH_MAX. */

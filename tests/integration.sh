@@ -807,7 +807,7 @@ test_tree_shows_the_hub_tree_and_who_gets_each_device() {
 	expect_in "$OUT" "excluded" "exclude"
 	expect_in "$OUT" "conflict: 100, 101" "conflict"
 	expect_in "$OUT" "  1-2                -     0bda:0129  480M   USB2.0-CRW      Generic                     20100201396000000     host" "host device, with its serial"
-	expect_in "$OUT" "3-4 = 4-4      hotplug    removable  front panel, left, upper" "where the connector is"
+	expect_in "$OUT" "3-4 = 4-4      hotplug    removable  front panel, left, upper  yes" "where the connector is"
 	expect_in "$OUT" "1-2 (no peer)  hardwired  fixed" "a port without a peer"
 	us tree --json
 	echo "$OUT" | python3 -c '
@@ -1196,6 +1196,10 @@ test_a_serial_rule_gives_each_twin_to_its_vm() {
 	expect_eq "$(usb_ids 101)" "usbhost3-5" "the twin with serial A10K3XQ1"
 	us tree
 	expect_in "$OUT" "A10K3XQ1" "tree shows serials"
+	expect_in "$OUT" "3-1 = 4-1      hotplug    -          back panel, center, lower  no" \
+		"an empty connector is listed too"
+	expect_in "$OUT" "3-7 = 4-2      hotplug    removable  front panel, right, upper  yes" \
+		"unequal peers on one line"
 }
 
 test_without_peer_links_a_port_rule_covers_only_its_bus() {

@@ -168,6 +168,28 @@ Test(usbtree, reads_where_each_port_is_when_asked)
 	cr_expect_str_eq(at("3-3")->where.panel, "", "no physical_location");
 }
 
+Test(usbtree, lists_every_root_port_with_its_peer_occupied_or_not)
+{
+	struct usbtree_roots r;
+	struct err e = { 0 };
+	char buf[1024], p[PORT_STR_MAX], q[PORT_STR_MAX];
+	size_t len = 0;
+
+	load_with("connectors", 0);
+	cr_assert(usbtree_read_roots(NULL, &r, &e), "%s", e.msg);
+	buf[0] = '\0';
+	for (size_t i = 0; i < r.n; i++)
+		len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s>%s", i ? " " : "",
+					port_format(&r.ports[i].port, p, sizeof p),
+					r.ports[i].has_peer ? port_format(&r.ports[i].peer, q, sizeof q) : "-");
+	cr_expect_str_eq(buf, "3-1>4-1 3-3>- 3-4>4-4 3-5>4-5 3-6>4-6 3-7>4-2 "
+			      "4-1>3-1 4-2>3-7 4-4>3-4 4-5>3-5 4-6>3-6",
+			 "hub ports are not root ports");
+	cr_expect_str_eq(r.ports[0].where.panel, "back");
+	cr_expect_str_eq(r.ports[1].where.connect_type, "hardwired");
+	usbtree_roots_clear(&r);
+}
+
 /* ---- the pure reader ---- */
 
 Test(usbtree_parse, port_device_names_map_to_ports)
