@@ -644,8 +644,7 @@ void run_recall(struct run *r)
 				return; /* no history yet: nothing to recall */
 			struct last_seen ls = { .port = port_format(&it->port, port, sizeof port),
 						.res = &v->res[i] };
-			struct store_query q = { .vm = vm_name(r, v), .port = port, .limit = 50 };
-			store_history(db, &q, take_last_seen, &ls, NULL);
+			store_last_seen(db, vm_name(r, v), port, take_last_seen, &ls, NULL);
 		}
 	}
 	store_close(db);

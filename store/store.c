@@ -60,7 +60,8 @@
 	X(sqlite3_prepare_v2) \
 	X(sqlite3_reset) \
 	X(sqlite3_step) \
-	X(sqlite3_system_errno)
+	X(sqlite3_system_errno) \
+	X(sqlite3_wal_checkpoint_v2)
 
 #define DECLARE_SYM(fn) static typeof(fn) *sym_##fn;
 SQLITE_SYMS(DECLARE_SYM)
@@ -88,6 +89,9 @@ static bool load_sqlite(const char *path, struct err *e)
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 2000
+/* A WAL past this is checkpointed and truncated by the run that wrote
+ * it: ~12 recorded runs of a few events each. */
+#define WAL_MAX_BYTES (256 * 1024)
 
 struct store {
 	sqlite3 *db;
@@ -294,9 +298,9 @@ static struct store *open_db(const char *path, int flags, struct err *e)
 		return NULL;
 	}
 	sym_sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-	/* Closing the last connection would checkpoint the WAL and fsync: a
-	 * no-op run must not wait on the disk.  Commits still checkpoint once
-	 * the WAL passes wal_autocheckpoint pages, so it stays bounded. */
+	/* Closing the last connection would checkpoint the WAL and fsync:
+	 * a run must not wait on the disk each time.  The WAL is kept small
+	 * instead by the run that grows it past WAL_MAX_BYTES (trim_wal). */
 	sym_sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	return s;
 }
@@ -414,6 +418,28 @@ static bool insert_events(struct store *s, int64_t run_id,
 	return ok;
 }
 
+/* Every run opens a fresh connection, the only one, and closes it
+ * without a checkpoint.  SQLite's own autocheckpoint cannot keep that WAL
+ * small: the first connection rebuilds the WAL index from the log with
+ * nothing marked as copied back, so the log is never restarted, grows by
+ * every run (~20 KiB each), and every open re-reads all of it.  So the run
+ * that finds it past WAL_MAX_BYTES copies it back and truncates it
+ * (TRUNCATE also syncs the database, on this one run in a dozen).  A
+ * reader holding an old snapshot makes it busy at once: the next run
+ * that writes tries again, no one waits. */
+static void trim_wal(struct store *s)
+{
+	char wal[PATH_MAX];
+	struct stat st;
+
+	if (snprintf(wal, sizeof wal, "%s-wal", s->path) >= (int)sizeof wal ||
+	    stat(wal, &st) != 0 || st.st_size <= WAL_MAX_BYTES)
+		return;
+	sym_sqlite3_busy_timeout(s->db, 0);
+	sym_sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sym_sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+}
+
 bool store_record_run(struct store *s, const struct store_run *run,
 		      const struct store_event *ev, size_t nev,
 		      int64_t *run_id, struct err *e)
@@ -428,6 +454,7 @@ bool store_record_run(struct store *s, const struct store_run *run,
 	if (!exec(s, "COMMIT", e))
 		return rollback(s);
 	testhook_reached("store:committed");
+	trim_wal(s);
 	if (run_id)
 		*run_id = id;
 	return true;
@@ -592,20 +619,10 @@ static bool read_row(sqlite3_stmt *st, struct store_row *r)
 	       col_str(st, 11, &r->result) && col_str(st, 12, &r->error);
 }
 
-bool store_history(struct store *s, const struct store_query *q,
-		   store_row_fn fn, void *ctx, struct err *e)
+/* Call fn for each row st yields until it returns false; finalizes st. */
+static bool each_row(struct store *s, sqlite3_stmt *st, store_row_fn fn, void *ctx,
+		     struct err *e)
 {
-	static const struct store_query all;
-	sqlite3_stmt *st;
-	if (!q)
-		q = &all;
-	if (!prepare(s, history_sql, &st, "read history", e))
-		return false;
-	if (!bind_query(st, q)) {
-		db_fail(s, e, "bind history query");
-		sym_sqlite3_finalize(st);
-		return false;
-	}
 	int rc;
 	struct store_row row;
 	while ((rc = sym_sqlite3_step(st)) == SQLITE_ROW) {
@@ -623,4 +640,46 @@ bool store_history(struct store *s, const struct store_query *q,
 		db_fail(s, e, "read history");
 	sym_sqlite3_finalize(st);
 	return rc == SQLITE_DONE;
+}
+
+bool store_history(struct store *s, const struct store_query *q,
+		   store_row_fn fn, void *ctx, struct err *e)
+{
+	static const struct store_query all;
+	sqlite3_stmt *st;
+	if (!q)
+		q = &all;
+	if (!prepare(s, history_sql, &st, "read history", e))
+		return false;
+	if (!bind_query(st, q)) {
+		db_fail(s, e, "bind history query");
+		sym_sqlite3_finalize(st);
+		return false;
+	}
+	return each_row(s, st, fn, ctx, e);
+}
+
+/* Through events_vm, newest first, stopping at the first hit: its cost
+ * is the VM's events since that port last named a device, not the whole
+ * history (the general query above scans every event and sorts). */
+static const char last_seen_sql[] =
+	"SELECT r.id, r.time_ms, r.trigger, r.udev_action, r.devpath,"
+	" r.dry_run, e.vm, e.op, e.port, e.vidpid, e.product, e.result,"
+	" e.error"
+	" FROM events AS e JOIN runs AS r ON r.id = e.run_id"
+	" WHERE e.vm = ? AND e.port = ? AND e.vidpid IS NOT NULL"
+	" ORDER BY e.id DESC LIMIT 1";
+
+bool store_last_seen(struct store *s, const char *vm, const char *port,
+		     store_row_fn fn, void *ctx, struct err *e)
+{
+	sqlite3_stmt *st;
+	if (!prepare(s, last_seen_sql, &st, "read history", e))
+		return false;
+	if (bind_str(st, 1, vm) != SQLITE_OK || bind_str(st, 2, port) != SQLITE_OK) {
+		db_fail(s, e, "bind history query");
+		sym_sqlite3_finalize(st);
+		return false;
+	}
+	return each_row(s, st, fn, ctx, e);
 }

@@ -1,7 +1,8 @@
 /* store.h - the run history in SQLite.
  *
  * One database file; schema versioned with PRAGMA user_version; WAL mode
- * with synchronous=NORMAL (a commit does not wait on fsync); a busy
+ * with synchronous=NORMAL (a commit does not wait on fsync) and a log
+ * kept under a few hundred KiB whatever the number of runs; a busy
  * timeout; prepared statements with bound parameters only, so device
  * strings are stored intact whatever bytes they hold.
  *
@@ -108,5 +109,11 @@ struct store_row {
 typedef bool (*store_row_fn)(const struct store_row *row, void *ctx);
 bool store_history(struct store *s, const struct store_query *q,
 		   store_row_fn fn, void *ctx, struct err *e);
+
+/* The newest event on exactly `port` of `vm` that names a device
+ * (vid:pid known), to fn, if there is one: what was last seen there.
+ * Costs the VM's events since then, not the whole history. */
+bool store_last_seen(struct store *s, const char *vm, const char *port,
+		     store_row_fn fn, void *ctx, struct err *e);
 
 #endif

@@ -755,3 +755,111 @@ Test(store, prune_deletes_older_runs_with_their_events_and_keeps_the_rest)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
+
+Test(store, last_seen_is_the_newest_device_on_exactly_that_port_of_that_vm)
+{
+	struct store *s = open_ok();
+	struct rows rs = {0};
+	struct err e = {0};
+	record_event(s, 1000, "100", "3-4", "1111:0001");
+	record_event(s, 2000, "100", "3-4", "2222:0002");
+	record_event(s, 3000, "100", "3-4", NULL);        /* a removal naming nothing */
+	record_event(s, 4000, "100", "3-4.1", "3333:0003"); /* a port below it */
+	record_event(s, 5000, "101", "3-4", "4444:0004");  /* another VM */
+	cr_assert(store_last_seen(s, "100", "3-4", collect, &rs, &e), "%s", e.msg);
+	assert_times(&rs, (int64_t[]){ 2000 }, 1);
+	cr_expect_str_eq(rs.r[0].str[F_VIDPID], "2222:0002");
+	rs.n = 0;
+	cr_assert(store_last_seen(s, "100", "5-1", collect, &rs, &e), "%s", e.msg);
+	cr_expect_eq(rs.n, 0, "nothing was ever seen on 5-1");
+	store_close(s);
+}
+
+/* ---- cost as history grows ---- */
+
+static off_t file_size(const char *suffix)
+{
+	char p[PATH_MAX + 8];
+	struct stat st;
+
+	snprintf(p, sizeof p, "%s%s", dbpath, suffix);
+	return stat(p, &st) == 0 ? st.st_size : 0;
+}
+
+/* Bytes this process has read through read()/pread() so far. */
+static long long bytes_read(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	char line[128];
+	long long v = -1;
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "rchar: %lld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* What a run that records costs the next one: open, one run of three
+ * events (as an attach of a hub's devices records), close. */
+static void record_like_a_run(int64_t t)
+{
+	struct store_event ev[3] = {
+		{ .vm = "100", .op = "add", .port = "3-4.1", .vidpid = "046d:c52b",
+		  .product = "USB Receiver", .result = "ok" },
+		{ .vm = "100", .op = "add", .port = "3-4.2", .vidpid = "0781:5567",
+		  .product = "Cruzer Blade", .result = "ok" },
+		{ .vm = "100", .op = "del", .port = "3-4.3", .result = "ok" },
+	};
+	struct store *s = open_ok();
+	struct store_run run = { .time_ms = t, .trigger = "udev", .udev_action = "add",
+				 .devpath = "/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1" };
+	struct err e = {0};
+
+	cr_assert(store_record_run(s, &run, ev, 3, NULL, &e), "%s", e.msg);
+	store_close(s);
+}
+
+static long long open_close_reads(void)
+{
+	long long before = bytes_read();
+	store_close(open_ok());
+	return bytes_read() - before;
+}
+
+/* Issue 9: the WAL was never checkpointed (each run is the only
+ * connection and closes without one), grew ~20 KiB a run, and every open
+ * re-read all of it. */
+Test(store, five_thousand_runs_keep_the_wal_small_and_opening_flat, .timeout = 240)
+{
+	long long early, late;
+	off_t wal_max = 0;
+
+	/* In memory when it can be: what is measured is sizes and bytes
+	 * read, and 400 checkpoints' disk syncs would only add wall time. */
+	char shm[] = "/dev/shm/test-store-XXXXXX";
+	if (mkdtemp(shm)) {
+		teardown();
+		strcpy(dir, shm);
+		snprintf(dbpath, sizeof dbpath, "%s/history.db", dir);
+	}
+	for (int i = 1; i <= 10; i++)
+		record_like_a_run(i);
+	early = open_close_reads();
+	for (int i = 11; i <= 5000; i++) {
+		record_like_a_run(i);
+		if (file_size("-wal") > wal_max)
+			wal_max = file_size("-wal");
+	}
+	late = open_close_reads();
+	cr_expect_leq(wal_max, 384 * 1024, "WAL reached %lld bytes", (long long)wal_max);
+	cr_expect_leq(file_size("") + file_size("-wal"), 5 * 1024 * 1024,
+		      "database %lld + WAL %lld bytes after 5,000 runs",
+		      (long long)file_size(""), (long long)file_size("-wal"));
+	/* Opening reads the schema and what is left of the WAL, never the
+	 * history: after 5,000 runs as much as after 10, give or take a
+	 * WAL's bound. */
+	cr_expect_leq(late, early + 512 * 1024, "open read %lld bytes after 10 runs, %lld after 5,000",
+		      early, late);
+}
