@@ -2,10 +2,12 @@
  * and the timer.
  *
  * One poll loop over three sources:
- *  - a libudev monitor for usb_device add/remove: a burst of events (a
- *    hub full of devices) is debounced into one reconcile, run once the
- *    events stop for --debounce ms, or at the latest 5 debounces after
- *    the first;
+ *  - a libudev monitor for usb_device add/remove.  The first event of a
+ *    quiet period is acted on at once: a lone plug costs one reconcile
+ *    and no wait.  Events that come while that run is in flight, or
+ *    within --debounce ms of the one before (a hub full of devices), are
+ *    coalesced into one run, made once they stop for --debounce ms, or at
+ *    the latest 5 debounces after the first of them;
  *  - inotify on the QMP dir: a VM whose socket appears is reconciled, so
  *    no hookscript is needed;
  *  - a timer: a full sweep (--all) every --sweep seconds repairs anything.
@@ -38,7 +40,9 @@ struct watch {
 	struct usbmon *mon;
 	int ino, ino_wd, sig;
 	/* what is pending */
-	int64_t dev_first, dev_last;   /* ms; 0 = no device event pending */
+	int64_t dev_due;               /* ms; 0 = no device event pending */
+	int64_t dev_first;             /* the first pending event */
+	int64_t dev_busy;              /* the latest event or device run; 0: none yet */
 	struct usbmon_event last;
 	int64_t vm_due;                /* ms; 0 = no VM start pending */
 	char vms[VM_PENDING_MAX][VM_NAME_MAX];
@@ -118,13 +122,32 @@ static void read_inotify(struct watch *w, int64_t now)
 	}
 }
 
+/* Device events were read at `now`: when to reconcile for them.  Quiet
+ * before them (no event and no device run for a debounce): at once.
+ * Else a burst is under way, or they came while a run was in flight:
+ * once they stop for a debounce, at the latest 5 after the first. */
+static void device_events(struct watch *w, int64_t now)
+{
+	bool quiet = !w->dev_busy || now - w->dev_busy >= w->debounce_ms;
+	int64_t due = quiet ? now : now + w->debounce_ms;
+
+	if (!w->dev_due)
+		w->dev_first = now;
+	if (due > w->dev_first + 5 * w->debounce_ms)
+		due = w->dev_first + 5 * w->debounce_ms;
+	w->dev_due = due;
+	w->dev_busy = now;
+}
+
 static void run_devices(struct watch *w)
 {
 	struct reconcile_opts o = { .no_coalesce = true };
 	struct trigger t = { .name = "udev", .action = w->last.action, .devpath = w->last.devpath };
 
+	w->dev_due = 0;
 	reconcile_main(w->g, &o, &t, NULL, 0);
-	w->dev_first = w->dev_last = 0;
+	/* What arrived meanwhile is part of the same burst. */
+	w->dev_busy = mono_ms();
 }
 
 static void run_vms(struct watch *w)
@@ -147,7 +170,7 @@ static void run_sweep(struct watch *w, int64_t now)
 
 	reconcile_main(w->g, &o, &t, NULL, 0);
 	/* A sweep covers whatever else was pending. */
-	w->dev_first = w->dev_last = 0;
+	w->dev_due = 0;
 	w->nvms = 0;
 	w->vm_due = 0;
 	w->sweep_due = now + w->sweep_ms;
@@ -159,10 +182,8 @@ static int next_timeout(const struct watch *w, int64_t now)
 {
 	int64_t due = w->sweep_due;
 
-	if (w->dev_last) {
-		int64_t quiet = w->dev_last + w->debounce_ms, cap = w->dev_first + 5 * w->debounce_ms;
-		due = quiet < cap ? (quiet < due ? quiet : due) : (cap < due ? cap : due);
-	}
+	if (w->dev_due && w->dev_due < due)
+		due = w->dev_due;
 	if (w->vm_due && w->vm_due < due)
 		due = w->vm_due;
 	return due <= now ? 0 : (int)(due - now);
@@ -174,8 +195,7 @@ static void run_due(struct watch *w, int64_t now)
 		run_sweep(w, mono_ms());
 		return;
 	}
-	if (w->dev_last && (now >= w->dev_last + w->debounce_ms ||
-			    now >= w->dev_first + 5 * w->debounce_ms))
+	if (w->dev_due && now >= w->dev_due)
 		run_devices(w);
 	if (w->vm_due && now >= w->vm_due)
 		run_vms(w);
@@ -200,11 +220,8 @@ static bool loop(struct watch *w)
 		if (fds[0].revents) {
 			unsigned n = 0;
 			usbtree_monitor_drain(w->mon, &n, &w->last);
-			if (n) {
-				if (!w->dev_first)
-					w->dev_first = now;
-				w->dev_last = now;
-			}
+			if (n)
+				device_events(w, now);
 		}
 		if (fds[1].revents)
 			read_inotify(w, now);
@@ -259,6 +276,8 @@ int cmd_watch(int argc, char **argv, const struct globals *g)
 	if (optind < argc)
 		return fprintf(stderr, "usbsync: watch: unexpected argument\n"), EXIT_USAGE;
 
+	/* Each run's report reaches the journal (or a pipe) as it is made. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
