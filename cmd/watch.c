@@ -26,6 +26,7 @@
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,10 @@
 #include "cmd/reconcile.h"
 
 #define VM_PENDING_MAX 64
+/* A removal still in sysfs after its run is looked at again this often,
+ * at most RECHECKS_MAX times (then the sweep has it). */
+#define RECHECK_MS 20
+#define RECHECKS_MAX 5
 
 struct watch {
 	const struct globals *g;
@@ -43,6 +48,7 @@ struct watch {
 	int64_t dev_due;               /* ms; 0 = no device event pending */
 	int64_t dev_first;             /* the first pending event */
 	int64_t dev_busy;              /* the latest event or device run; 0: none yet */
+	int rechecks;                  /* of the latest removal, still in sysfs */
 	struct usbmon_event last;
 	int64_t vm_due;                /* ms; 0 = no VM start pending */
 	char vms[VM_PENDING_MAX][VM_NAME_MAX];
@@ -139,15 +145,34 @@ static void device_events(struct watch *w, int64_t now)
 	w->dev_busy = now;
 }
 
+/* The kernel sends "remove" before it takes the device out of sysfs,
+ * so a run made at once can still find it there and keep it in the VM. */
+static bool removal_unfinished(const struct usbmon_event *ev)
+{
+	char path[sizeof ev->devpath + 8];
+	struct stat st;
+
+	return strcmp(ev->action, "remove") == 0 &&
+	       snprintf(path, sizeof path, "/sys%s", ev->devpath) < (int)sizeof path &&
+	       stat(path, &st) == 0;
+}
+
 static void run_devices(struct watch *w)
 {
 	struct reconcile_opts o = { .no_coalesce = true };
 	struct trigger t = { .name = "udev", .action = w->last.action, .devpath = w->last.devpath };
+	int64_t now;
 
 	w->dev_due = 0;
 	reconcile_main(w->g, &o, &t, NULL, 0);
 	/* What arrived meanwhile is part of the same burst. */
-	w->dev_busy = mono_ms();
+	w->dev_busy = now = mono_ms();
+	if (!w->dev_due && removal_unfinished(&w->last) && w->rechecks++ < RECHECKS_MAX) {
+		w->dev_first = now;
+		w->dev_due = now + (w->debounce_ms > RECHECK_MS ? w->debounce_ms : RECHECK_MS);
+	} else if (!w->dev_due) {
+		w->rechecks = 0;
+	}
 }
 
 static void run_vms(struct watch *w)

@@ -6,7 +6,13 @@
  * set, so libudev in CMD sees the fake sysfs and its netlink monitor gets
  * our uevents), then reads commands from stdin, one per line:
  *   add FILE        add the devices of a .umockdev file (emits "add")
- *   remove SYSPATH  emit "remove" for SYSPATH, then remove it
+ *   remove SYSPATH  emit "remove" for SYSPATH, then remove it (the kernel
+ *                   too sends the event before sysfs lets go of it)
+ *   announce SYSPATH  only emit "remove" for SYSPATH
+ *   drop SYSPATH    only remove it (after an announce: a slow removal)
+ *   uevent N SYSPATH  emit "add" for SYSPATH N times, 10 ms apart (a
+ *                   burst: umockdev's socket holds 10 datagrams while the
+ *                   program is busy, and umockdev aborts when it is full)
  *   sleep MS        pause
  *   clock           print "now SEC.NSEC" (CLOCK_REALTIME, the clock of
  *                   QEMU's trace log): the bench stamps an event with it
@@ -61,6 +67,12 @@ static void drop_bus_links(UMockdevTestbed *bed)
 	globfree(&g);
 }
 
+static void drop(UMockdevTestbed *bed, const char *syspath)
+{
+	umockdev_testbed_remove_device(bed, syspath);
+	drop_bus_links(bed);
+}
+
 static bool command(UMockdevTestbed *bed, char *line)
 {
 	GError *error = NULL;
@@ -82,10 +94,20 @@ static bool command(UMockdevTestbed *bed, char *line)
 			fprintf(stderr, "umockdev-driver: add %s: %s\n", arg, error->message);
 			return false;
 		}
-	} else if (strcmp(line, "remove") == 0) {
-		umockdev_testbed_uevent(bed, arg, "remove");
-		umockdev_testbed_remove_device(bed, arg);
-		drop_bus_links(bed);
+	} else if (strcmp(line, "remove") == 0 || strcmp(line, "announce") == 0 ||
+		   strcmp(line, "drop") == 0) {
+		if (strcmp(line, "drop") != 0)
+			umockdev_testbed_uevent(bed, arg, "remove");
+		if (strcmp(line, "announce") != 0)
+			drop(bed, arg);
+	} else if (strcmp(line, "uevent") == 0) {
+		char *path = strchr(arg, ' ');
+		if (!path)
+			return false;
+		for (int i = atoi(arg); i > 0; i--) {
+			umockdev_testbed_uevent(bed, path + 1, "add");
+			usleep(10000);
+		}
 	} else if (strcmp(line, "sleep") == 0) {
 		usleep((useconds_t)atoi(arg) * 1000);
 	} else {
