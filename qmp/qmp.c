@@ -343,15 +343,25 @@ static unsigned greeting_version(const struct json *j, int qmp)
 	return QMP_VERSION(major, minor, micro);
 }
 
+/* The greeting is not always QEMU's first message.  A client that hangs
+ * up just as QEMU emits an event (DEVICE_DELETED after the device_del it
+ * waited for) can leave that event to the next client, before its
+ * greeting (seen with QEMU 7.2 here, whose monitor does its I/O in a
+ * thread of its own, and another client on the monitor as pvestatd polls
+ * it: "not a QMP greeting" failed a run).  An event is never an answer:
+ * skip it, within the bound events have. */
 static void take_greeting(struct qmp *q)
 {
 	int qmp = json_get(q->j, 0, "QMP");
 
+	if (json_get(q->j, 0, "event") >= 0 && ++q->events <= EVENTS_MAX)
+		return;
 	if (json_type(q->j, qmp) != JSON_OBJECT) {
 		broke(q, ERR_PROTOCOL, "%s: not a QMP greeting", q->path);
 		return;
 	}
 	q->greeted = true;
+	q->events = 0;
 	q->version = greeting_version(q->j, qmp);
 }
 
