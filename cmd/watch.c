@@ -34,10 +34,10 @@
 #include "cmd/reconcile.h"
 
 #define VM_PENDING_MAX 64
-/* A removal still in sysfs after its run is looked at again this often,
- * at most RECHECKS_MAX times (then the sweep has it). */
+/* A removal sysfs has not finished is looked at again this often before
+ * its run, for at most RECHECKS_MAX times (then the run is made anyway). */
 #define RECHECK_MS 20
-#define RECHECKS_MAX 5
+#define RECHECKS_MAX 50
 
 struct watch {
 	const struct globals *g;
@@ -48,7 +48,7 @@ struct watch {
 	int64_t dev_due;               /* ms; 0 = no device event pending */
 	int64_t dev_first;             /* the first pending event */
 	int64_t dev_busy;              /* the latest event or device run; 0: none yet */
-	int rechecks;                  /* of the latest removal, still in sysfs */
+	int rechecks;                  /* times the pending run waited on sysfs */
 	struct usbmon_event last;
 	int64_t vm_due;                /* ms; 0 = no VM start pending */
 	char vms[VM_PENDING_MAX][VM_NAME_MAX];
@@ -145,8 +145,9 @@ static void device_events(struct watch *w, int64_t now)
 	w->dev_busy = now;
 }
 
-/* The kernel sends "remove" before it takes the device out of sysfs,
- * so a run made at once can still find it there and keep it in the VM. */
+/* The kernel sends "remove" before it takes the device out of sysfs, so
+ * a run made at once could still find it there and keep it in the VM
+ * until the next sweep. */
 static bool removal_unfinished(const struct usbmon_event *ev)
 {
 	char path[sizeof ev->devpath + 8];
@@ -161,18 +162,12 @@ static void run_devices(struct watch *w)
 {
 	struct reconcile_opts o = { .no_coalesce = true };
 	struct trigger t = { .name = "udev", .action = w->last.action, .devpath = w->last.devpath };
-	int64_t now;
 
 	w->dev_due = 0;
+	w->rechecks = 0;
 	reconcile_main(w->g, &o, &t, NULL, 0);
 	/* What arrived meanwhile is part of the same burst. */
-	w->dev_busy = now = mono_ms();
-	if (!w->dev_due && removal_unfinished(&w->last) && w->rechecks++ < RECHECKS_MAX) {
-		w->dev_first = now;
-		w->dev_due = now + (w->debounce_ms > RECHECK_MS ? w->debounce_ms : RECHECK_MS);
-	} else if (!w->dev_due) {
-		w->rechecks = 0;
-	}
+	w->dev_busy = mono_ms();
 }
 
 static void run_vms(struct watch *w)
@@ -196,6 +191,7 @@ static void run_sweep(struct watch *w, int64_t now)
 	reconcile_main(w->g, &o, &t, NULL, 0);
 	/* A sweep covers whatever else was pending. */
 	w->dev_due = 0;
+	w->rechecks = 0;
 	w->nvms = 0;
 	w->vm_due = 0;
 	w->sweep_due = now + w->sweep_ms;
@@ -220,8 +216,12 @@ static void run_due(struct watch *w, int64_t now)
 		run_sweep(w, mono_ms());
 		return;
 	}
-	if (w->dev_due && now >= w->dev_due)
-		run_devices(w);
+	if (w->dev_due && now >= w->dev_due) {
+		if (removal_unfinished(&w->last) && w->rechecks++ < RECHECKS_MAX)
+			w->dev_due = now + RECHECK_MS;
+		else
+			run_devices(w);
+	}
 	if (w->vm_due && now >= w->vm_due)
 		run_vms(w);
 }
