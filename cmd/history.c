@@ -131,7 +131,65 @@ static int usage_error(const char *opt, const char *val)
 	return EXIT_USAGE;
 }
 
-int cmd_history(int argc, char **argv, const struct globals *g)
+struct history_args {
+	struct store_query q;
+	bool json;
+	int64_t prune;          /* --prune-older-than, ms since the epoch; 0: not */
+};
+
+static int usage(void)
+{
+	printf("usage: usbsync history [--vm VM] [--port PORT] [--device VID:PID] [--since T]"
+	       " [--until T] [--limit N (default 100, 0 = all)] [--json]\n"
+	       "       usbsync history --prune-older-than T   (delete older runs)\n"
+	       "T is YYYY-MM-DD[THH:MM[:SS]] (local time) or a span before now: 90m, 12h, 7d\n");
+	return EXIT_OK;
+}
+
+/* One option into `a`: -1 to go on, else the exit code to return. */
+static int take_opt(int c, char *arg, int64_t now, struct history_args *a)
+{
+	struct port p;
+	char *end;
+
+	switch (c) {
+	case 'v':
+		if (!config_vm_name_valid(arg))
+			return usage_error("--vm", arg);
+		a->q.vm = arg;
+		return -1;
+	case 'p':
+		if (!port_parse(arg, &p))
+			return usage_error("--port", arg);
+		a->q.port = arg;
+		return -1;
+	case 'd':
+		if (!valid_vidpid(arg))
+			return usage_error("--device", arg);
+		for (char *s = arg; *s; s++)
+			*s = (char)tolower((unsigned char)*s);
+		a->q.vidpid = arg;
+		return -1;
+	case 's':
+		return cli_parse_time(arg, now, &a->q.since_ms) ? -1 : usage_error("--since", arg);
+	case 'u':
+		return cli_parse_time(arg, now, &a->q.until_ms) ? -1 : usage_error("--until", arg);
+	case 'l':
+		a->q.limit = (unsigned)strtoul(arg, &end, 10);
+		if (!isdigit((unsigned char)arg[0]) || *end || a->q.limit > 1000000)
+			return usage_error("--limit", arg);
+		return -1;
+	case 'j': a->json = true; return -1;
+	case 'P':
+		return cli_parse_time(arg, now, &a->prune) ? -1
+							   : usage_error("--prune-older-than", arg);
+	case 'h': return usage();
+	default: return EXIT_USAGE;
+	}
+}
+
+/* -1 with `a` filled, else the exit code to return. */
+static int parse_args(int argc, char **argv, struct history_args *a)
 {
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 'v' },  { "port", required_argument, NULL, 'p' },
@@ -141,91 +199,65 @@ int cmd_history(int argc, char **argv, const struct globals *g)
 		{ "prune-older-than", required_argument, NULL, 'P' },
 		{ 0 },
 	};
-	struct store_query q = { .limit = 100 };
-	struct print_ctx pc = { 0 };
-	struct port p;
-	char *end;
-	int c;
-	int64_t now = cli_now_ms(), prune = 0;
+	int64_t now = cli_now_ms();
+	int c, rc;
+
+	*a = (struct history_args){ .q = { .limit = 100 } };
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		switch (c) {
-		case 'v':
-			if (!config_vm_name_valid(optarg))
-				return usage_error("--vm", optarg);
-			q.vm = optarg;
-			break;
-		case 'p':
-			if (!port_parse(optarg, &p))
-				return usage_error("--port", optarg);
-			q.port = optarg;
-			break;
-		case 'd':
-			if (!valid_vidpid(optarg))
-				return usage_error("--device", optarg);
-			for (char *s = optarg; *s; s++)
-				*s = (char)tolower((unsigned char)*s);
-			q.vidpid = optarg;
-			break;
-		case 's':
-			if (!cli_parse_time(optarg, now, &q.since_ms))
-				return usage_error("--since", optarg);
-			break;
-		case 'u':
-			if (!cli_parse_time(optarg, now, &q.until_ms))
-				return usage_error("--until", optarg);
-			break;
-		case 'l':
-			q.limit = (unsigned)strtoul(optarg, &end, 10);
-			if (!isdigit((unsigned char)optarg[0]) || *end || q.limit > 1000000)
-				return usage_error("--limit", optarg);
-			break;
-		case 'j': pc.json = true; break;
-		case 'P':
-			if (!cli_parse_time(optarg, now, &prune))
-				return usage_error("--prune-older-than", optarg);
-			break;
-		case 'h':
-			printf("usage: usbsync history [--vm VM] [--port PORT] [--device VID:PID] [--since T]"
-			       " [--until T] [--limit N (default 100, 0 = all)] [--json]\n"
-			       "       usbsync history --prune-older-than T   (delete older runs)\n"
-			       "T is YYYY-MM-DD[THH:MM[:SS]] (local time) or a span before now: 90m, 12h, 7d\n");
-			return EXIT_OK;
-		default: return EXIT_USAGE;
-		}
-	}
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1)
+		if ((rc = take_opt(c, optarg, now, a)) >= 0)
+			return rc;
 	if (optind < argc)
 		return usage_error("argument", argv[optind]);
-	if (prune)
-		return history_prune(g, prune, false) ? EXIT_OK : EXIT_FAILED;
+	return -1;
+}
 
-	struct err e = { 0 };
-	if (no_history_yet(g->db)) {
-		printf(pc.json ? "[]\n" : "no history rows match\n");
-		if (!pc.json)
-			print_last_run(store_stamp_get(g->db, STAMP_RUN));
-		return EXIT_OK;
-	}
-	struct store *s = store_open_readonly(g->db, &e);
-	if (!s) {
-		fprintf(stderr, "usbsync: history: %s\n", out_escape(e.msg));
-		return EXIT_FAILED;
-	}
-	pc.t = table_new(8);
+/* The rows the query matches, as a table or JSON, from an open history. */
+static bool show(struct store *s, const struct history_args *a, struct err *e)
+{
+	struct print_ctx pc = { .json = a->json, .t = table_new(8) };
+	int64_t last = 0;
+	bool ok;
+
 	table_row(pc.t, "TIME", "TRIGGER", "VM", "OP", "PORT", "DEVICE", "PRODUCT", "RESULT");
 	if (pc.json)
 		printf("[");
-	bool ok = store_history(s, &q, print_row, &pc, &e);
+	ok = store_history(s, &a->q, print_row, &pc, e);
 	if (pc.json)
 		printf("]\n");
 	else if (pc.n)
 		table_print(pc.t, stdout, "");
 	else if (ok)
 		printf("no history rows match\n");
-	int64_t last = 0;
 	if (ok && !pc.json && store_last_run(s, &last, NULL))
 		print_last_run(last);
 	table_free(pc.t);
+	return ok;
+}
+
+int cmd_history(int argc, char **argv, const struct globals *g)
+{
+	struct history_args a;
+	struct err e = { 0 };
+	struct store *s;
+	int rc = parse_args(argc, argv, &a);
+	bool ok;
+
+	if (rc >= 0)
+		return rc;
+	if (a.prune)
+		return history_prune(g, a.prune, false) ? EXIT_OK : EXIT_FAILED;
+	if (no_history_yet(g->db)) {
+		printf(a.json ? "[]\n" : "no history rows match\n");
+		if (!a.json)
+			print_last_run(store_stamp_get(g->db, STAMP_RUN));
+		return EXIT_OK;
+	}
+	if (!(s = store_open_readonly(g->db, &e))) {
+		fprintf(stderr, "usbsync: history: %s\n", out_escape(e.msg));
+		return EXIT_FAILED;
+	}
+	ok = show(s, &a, &e);
 	store_close(s);
 	if (!ok)
 		fprintf(stderr, "usbsync: history: %s\n", out_escape(e.msg));

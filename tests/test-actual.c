@@ -16,83 +16,83 @@
 #include "reconcile/plan.h"
 #include "reconcile/port.h"
 #include "tests/helpers/fake-qmp.h"
+#include "tests/helpers/qtree-text.h"
+#include "tests/helpers/rows.h"
 
 TestSuite(actual, .init = fake_qmp_setup, .fini = fake_qmp_teardown, .timeout = 30);
 TestSuite(qemu, .init = qemu_setup, .fini = qemu_teardown, .timeout = 60);
 
 /* ---- device_add / device_del ---- */
 
-Test(actual, usb_host_add_sends_quoted_arguments)
+/* device_add of a usb-host: what reaches QEMU, or that nothing does. */
+struct add_case {
+	const char *name;
+	const char *id, *bus;
+	unsigned guest_port, hostbus;
+	const char *hostport;
+	const char *sent;       /* in the one command sent; NULL: refused unasked */
+};
+
+static const struct add_case adds[] = {
+	{ "every argument goes quoted, bus and port named", "usbhost3-4.1.2", "xhci.0", 4, 3,
+	  "4.1.2",
+	  "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"usb-host\","
+	  "\"id\":\"usbhost3-4.1.2\",\"bus\":\"xhci.0\",\"port\":\"4\","
+	  "\"hostbus\":3,\"hostport\":\"4.1.2\"},\"id\":2}" },
+	{ "hostile strings stay inside their JSON strings", "a\"},\"execute\":\"quit", "b\\\n",
+	  1, 1, "\xff",
+	  "\"id\":\"a\\\"},\\\"execute\\\":\\\"quit\",\"bus\":\"b\\\\\\u000a\","
+	  "\"port\":\"1\",\"hostbus\":1,\"hostport\":\"\\ufffd\"}" },
+	{ "guest port 0 is refused unasked", "h", "xhci.0", 0, 3, "4", NULL },
+	{ "guest port 256 is refused unasked", "h", "xhci.0", 256, 3, "4", NULL },
+	{ "host bus 0 (any bus) is refused unasked", "h", "xhci.0", 4, 0, "4", NULL },
+};
+
+ROWS_BY_INDEX(actual, device_add_sends_what_it_must_and_nothing_else, adds)
+
+ParameterizedTest(size_t *row_index, actual, device_add_sends_what_it_must_and_nothing_else)
+{
+	const struct add_case *row = &adds[*row_index];
+	const struct step steps[] = {
+		{ OP_SEND, GREETING, NULL },
+		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
+		{ row->sent ? OP_REPLY : OP_HOLD, RETURN_EMPTY, row->sent },
+		{ OP_HOLD, NULL, NULL },
+		{ 0 },
+	};
+	struct err e = { 0 };
+	struct qmp *q;
+	bool ok;
+
+	q = serve_and_open(steps);
+	ok = actual_add(q, row->id, row->bus, row->guest_port, row->hostbus, row->hostport, &e);
+	if (row->sent) {
+		cr_expect(ok, "%s: %s", row->name, e.msg);
+	} else {
+		cr_expect_not(ok, "%s", row->name);
+		cr_expect_eq(e.kind, ERR_USAGE, "%s: %s", row->name, e.msg);
+	}
+	cr_expect_eq(qmp_get_stats(q)->commands, row->sent ? 2u : 1u, "%s", row->name);
+	close_and_check(q);
+	cr_expect_eq(srv.commands, row->sent ? 2 : 1, "%s: one line per command", row->name);
+}
+
+Test(actual, device_del_sends_the_id_quoted)
 {
 	static const struct step steps[] = {
 		{ OP_SEND, GREETING, NULL },
 		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
 		{ OP_REPLY, RETURN_EMPTY,
-		  "{\"execute\":\"device_add\",\"arguments\":{\"driver\":\"usb-host\","
-		  "\"id\":\"usbhost3-4.1.2\",\"bus\":\"xhci.0\",\"port\":\"4\","
-		  "\"hostbus\":3,\"hostport\":\"4.1.2\"},\"id\":2}" },
-		{ OP_REPLY, RETURN_EMPTY,
-		  "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"usbhost3-4.1.2\"},"
-		  "\"id\":3}" },
+		  "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"usbhost3-4.1.2\"},\"id\":2}" },
 		{ OP_HOLD, NULL, NULL },
 		{ 0 },
 	};
 	struct err e = { 0 };
 	struct qmp *q;
 
-	serve(steps, NULL);
-	q = open_ok();
-	cr_expect(actual_add(q, "usbhost3-4.1.2", "xhci.0", 4, 3, "4.1.2", &e),
-		  "%s", e.msg);
+	q = serve_and_open(steps);
 	cr_expect(actual_del(q, "usbhost3-4.1.2", &e), "%s", e.msg);
-	qmp_close(q);
-	expect_clean_server();
-}
-
-Test(actual, hostile_strings_stay_inside_their_json_strings)
-{
-	static const struct step steps[] = {
-		{ OP_SEND, GREETING, NULL },
-		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
-		{ OP_REPLY, RETURN_EMPTY,
-		  "\"id\":\"a\\\"},\\\"execute\\\":\\\"quit\",\"bus\":\"b\\\\\\u000a\","
-		  "\"port\":\"1\",\"hostbus\":1,\"hostport\":\"\\ufffd\"}" },
-		{ OP_HOLD, NULL, NULL },
-		{ 0 },
-	};
-	struct err e = { 0 };
-	struct qmp *q;
-
-	serve(steps, NULL);
-	q = open_ok();
-	cr_expect(actual_add(q, "a\"},\"execute\":\"quit", "b\\\n", 1, 1, "\xff", &e),
-		  "%s", e.msg);
-	qmp_close(q);
-	expect_clean_server();
-	cr_expect_eq(srv.commands, 2, "one line per command");
-}
-
-Test(actual, usb_host_add_refuses_port_zero_and_bus_zero_without_asking)
-{
-	static const struct step steps[] = {
-		{ OP_SEND, GREETING, NULL },
-		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
-		{ OP_HOLD, NULL, NULL },
-		{ 0 },
-	};
-	struct err e = { 0 };
-	struct qmp *q;
-
-	serve(steps, NULL);
-	q = open_ok();
-	cr_expect_not(actual_add(q, "h", "xhci.0", 0, 3, "4", &e));
-	cr_expect_eq(e.kind, ERR_USAGE, "%s", e.msg);
-	cr_expect_not(actual_add(q, "h", "xhci.0", 256, 3, "4", &e));
-	cr_expect_not(actual_add(q, "h", "xhci.0", 4, 0, "4", &e));
-	cr_expect_eq(e.kind, ERR_USAGE, "%s", e.msg);
-	cr_expect_eq(qmp_get_stats(q)->commands, 1u, "nothing was sent");
-	qmp_close(q);
-	expect_clean_server();
+	close_and_check(q);
 }
 
 /* ---- reading: the QOM way (the fallback when `info qtree` cannot be used) ---- */
@@ -378,73 +378,6 @@ Test(actual, read_refuses_more_than_32_controllers)
 }
 
 /* ---- reading: `info qtree`, one command for every device ---- */
-
-/* A Proxmox-style VM as QEMU 7.2 prints it (trimmed): qemu-xhci with
- * 15+15 ports behind a PCI bridge holding a hub with a keyboard behind
- * it, a managed usb-host, a foreign one and an anonymous one; an EHCI
- * with Proxmox's tablet and a UHCI companion that has no bus of its own. */
-static const char *const QTREE_PROXMOX[] = {
-	"bus: main-system-bus",
-	"  type System",
-	"  dev: q35-pcihost, id \"\"",
-	"    MCFG = -1 (0xffffffffffffffff)",
-	"    pci-hole64-size = 34359738368 (32 GiB)",
-	"    bus: pcie.0",
-	"      type PCIE",
-	"      dev: ich9-usb-uhci1, id \"uhci-1\"",
-	"        masterbus = \"ehci.0\"",
-	"        firstport = 0 (0x0)",
-	"        class USB controller, addr 00:1d.0, pci id 8086:2934 (sub 1af4:1100)",
-	"        bar 4: i/o at 0xffffffffffffffff [0x1e]",
-	"      dev: ich9-usb-ehci1, id \"ehci\"",
-	"        maxframes = 128 (0x80)",
-	"        addr = 1d.7",
-	"        class USB controller, addr 00:1d.7, pci id 8086:293a (sub 1af4:1100)",
-	"        bus: ehci.0",
-	"          type usb-bus",
-	"          dev: usb-tablet, id \"tablet\"",
-	"            usb_version = 2 (0x2)",
-	"            port = \"1\"",
-	"            serial = \"\"",
-	"            addr 1.0, port 1, speed 480, name QEMU USB Tablet, attached",
-	"      dev: pci-bridge, id \"pci.1\"",
-	"        chassis_nr = 1 (0x1)",
-	"        bus: pci.1",
-	"          type PCI",
-	"          dev: qemu-xhci, id \"xhci\"",
-	"            addr = 1b.0",
-	"            class USB controller, addr 00:1b.0, pci id 1b36:000d (sub 1af4:1100)",
-	"            bus: xhci.0",
-	"              type usb-bus",
-	"              dev: usb-host, id \"\"",
-	"                hostbus = 1 (0x1)",
-	"                hostaddr = 0 (0x0)",
-	"                hostport = \"2\"",
-	"                port = \"3\"",
-	"                serial = \"\"",
-	"                addr 0.0, port 3, speed 1.5, name USB Host Device",
-	"              dev: usb-host, id \"usb0\"",
-	"                hostbus = 3 (0x3)",
-	"                hostport = \"4.4\"",
-	"                port = \"2\"",
-	"                addr 0.0, port 2, speed 1.5, name USB Host Device",
-	"              dev: usb-host, id \"usbhost3-4.1.2\"",
-	"                hostbus = 3 (0x3)",
-	"                hostport = \"4.1.2\"",
-	"                vendorid = 0 (0x0)",
-	"                port = \"15\"",
-	"                addr 0.0, port 15, speed 1.5, name USB Host Device",
-	"              dev: usb-kbd, id \"\"",
-	"                port = \"1.1\"",
-	"                addr 0.0, port 1.1, speed 12, name QEMU USB Keyboard, attached",
-	"              dev: usb-hub, id \"hub\"",
-	"                ports = 8 (0x8)",
-	"                port = \"1\"",
-	"                addr 0.0, port 1, speed 12, name QEMU USB Hub, attached",
-	"  dev: fw_cfg_io, id \"\"",
-	"    dma_enabled = true",
-	NULL,
-};
 
 /* A reply to `info qtree` holding `lines`, joined as HMP does (CR LF). */
 static char *hmp_reply(const char *const *lines)
@@ -786,8 +719,7 @@ Test(actual, quick_read_of_a_noop_sends_two_commands_in_one_write)
 	drive(q);
 	cr_assert(qmp_ok(q, &e), "%s", e.msg);
 	cr_expect_eq(qmp_get_stats(q)->commands, 2u);
-	qmp_close(q);
-	expect_clean_server();
+	close_and_check(q);
 	cr_expect_eq(srv.commands, 2);
 	cr_expect_eq(srv.max_pending, 2, "sent before the greeting came, in one write");
 	cr_expect_eq(a.known, ACTUAL_IDS);
@@ -830,8 +762,7 @@ Test(actual, a_queued_read_is_sent_at_once_so_qemu_works_meanwhile)
 	cr_expect_eq(__atomic_load_n(&srv.commands, __ATOMIC_SEQ_CST), 2);
 	drive(q);
 	cr_expect(qmp_ok(q, &e), "%s", e.msg);
-	qmp_close(q);
-	expect_clean_server();
+	close_and_check(q);
 	actual_clear(&a);
 }
 

@@ -17,6 +17,7 @@
 #include "reconcile/hostuse.h"
 #include "reconcile/port.h"
 #include "reconcile/usbtree.h"
+#include "tests/helpers/rows.h"
 
 /* ---- a fake sysfs, built through domain verbs ---- */
 
@@ -236,76 +237,58 @@ Test(hostuse, a_disk_on_the_device_that_cannot_be_read_means_it_cannot_tell)
 	cr_expect_str_eq(why, "cannot tell: /dev/mmcblk0 is on it, but cannot be read");
 }
 
-Test(hostuse, mounted_partition_names_the_partition_and_mount_point)
-{
-	usb_disk("sdb", "8:16");
-	partition("sdb1", "8:17");
-	partition("sdb2", "8:18");
-	mounted("8:18", "/mnt/backup", "ext4", "/dev/sdb2");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb2 on /mnt/backup");
-}
+/* A disk of the stick (sdb 8:16, its partitions sdbN 8:16+N) that the
+ * host uses one way or another: each row is a fresh tree. */
+enum use { MOUNTED, SWAP, HELD };
 
-Test(hostuse, mounted_whole_disk)
-{
-	usb_disk("sdb", "8:16");
-	mounted("8:16", "/media/usb", "vfat", "/dev/sdb");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb on /media/usb");
-}
+struct in_use {
+	const char *name;
+	const char *parts[3];      /* partitions, NULL-ended */
+	enum use use;
+	const char *arg[4];        /* mounted(majmin, where, fstype, source),
+				      swap_on(path), held_by(blk, holder) */
+	const char *why;           /* what check() must say */
+};
 
-Test(hostuse, mount_is_matched_by_number_not_by_the_name_it_was_mounted_as)
-{
-	usb_disk("sdb", "8:16");
-	partition("sdb1", "8:17");
-	mounted("8:17", "/srv", "xfs", "/dev/disk/by-label/SRV");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb1 on /srv");
-}
+static const struct in_use disks_in_use[] = {
+	{ "a mounted partition names the partition and mount point", { "sdb1", "sdb2" },
+	  MOUNTED, { "8:18", "/mnt/backup", "ext4", "/dev/sdb2" }, "/dev/sdb2 on /mnt/backup" },
+	{ "a mounted whole disk", { NULL }, MOUNTED,
+	  { "8:16", "/media/usb", "vfat", "/dev/sdb" }, "/dev/sdb on /media/usb" },
+	{ "a mount is matched by number, not by the name it was mounted as", { "sdb1" },
+	  MOUNTED, { "8:17", "/srv", "xfs", "/dev/disk/by-label/SRV" }, "/dev/sdb1 on /srv" },
+	{ "btrfs's anonymous device number is matched by its source", { "sdb1" }, MOUNTED,
+	  { "0:45", "/data", "btrfs", "/dev/sdb1" }, "/dev/sdb1 on /data" },
+	{ "escaped mount points are decoded", { "sdb1" }, MOUNTED,
+	  { "8:17", "/media/me/My\\040Backup\\011Disk\\134x", "exfat", "/dev/sdb1" },
+	  "/dev/sdb1 on /media/me/My Backup\tDisk\\x" },
+	{ "a swap partition", { "sdb1", "sdb2" }, SWAP, { "/dev/sdb2" }, "/dev/sdb2 is swap" },
+	{ "a partition held by device-mapper", { "sdb1" }, HELD, { "sdb1", "dm-0" },
+	  "/dev/sdb1 held by dm-0" },
+	{ "a whole disk held by md", { NULL }, HELD, { "sdb", "md127" },
+	  "/dev/sdb held by md127" },
+};
 
-Test(hostuse, btrfs_anonymous_device_number_is_matched_by_its_source)
-{
-	usb_disk("sdb", "8:16");
-	partition("sdb1", "8:17");
-	mounted("0:45", "/data", "btrfs", "/dev/sdb1");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb1 on /data");
-}
+ROWS_BY_INDEX(hostuse, a_disk_the_host_uses_is_in_use_and_says_how, disks_in_use)
 
-Test(hostuse, escaped_mount_points_are_decoded)
+ParameterizedTest(size_t *row_index, hostuse, a_disk_the_host_uses_is_in_use_and_says_how)
 {
+	const struct in_use *row = &disks_in_use[*row_index];
 	usb_disk("sdb", "8:16");
-	partition("sdb1", "8:17");
-	mounted("8:17", "/media/me/My\\040Backup\\011Disk\\134x", "exfat", "/dev/sdb1");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb1 on /media/me/My Backup\tDisk\\x");
-}
+	for (int i = 0; row->parts[i]; i++) {
+		char majmin[16];
 
-Test(hostuse, swap_partition)
-{
-	usb_disk("sdb", "8:16");
-	partition("sdb1", "8:17");
-	partition("sdb2", "8:18");
-	swap_on("/dev/sdb2");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb2 is swap");
-}
-
-Test(hostuse, partition_held_by_device_mapper)
-{
-	usb_disk("sdb", "8:16");
-	partition("sdb1", "8:17");
-	held_by("sdb1", "dm-0");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb1 held by dm-0");
-}
-
-Test(hostuse, whole_disk_held_by_md)
-{
-	usb_disk("sdb", "8:16");
-	held_by("sdb", "md127");
-	cr_expect(check(STICK));
-	cr_expect_str_eq(why, "/dev/sdb held by md127");
+		FMT(majmin, "8:%d", 16 + atoi(row->parts[i] + 3));
+		partition(row->parts[i], majmin);
+	}
+	if (row->use == MOUNTED)
+		mounted(row->arg[0], row->arg[1], row->arg[2], row->arg[3]);
+	else if (row->use == SWAP)
+		swap_on(row->arg[0]);
+	else
+		held_by(row->arg[0], row->arg[1]);
+	cr_expect(check(STICK), "%s", row->name);
+	cr_expect_str_eq(why, row->why, "%s", row->name);
 }
 
 Test(hostuse, second_lun_of_a_card_reader_counts)

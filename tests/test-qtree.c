@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "reconcile/qtree.h"
+#include "tests/helpers/qtree-text.h"
 
 #define MAX_LINES 64
 
@@ -36,56 +37,6 @@ static bool parse(const char *const *lines, struct qtree *t, struct err *e)
 	return ok;
 }
 
-/* A Proxmox-style VM as QEMU 7.2 prints it (trimmed): a UHCI companion
- * without a bus of its own, an EHCI with the tablet, and behind a PCI
- * bridge a qemu-xhci with two usb-hosts, a hub and a keyboard behind it
- * (QEMU lists what is behind a hub on the same bus, its port "1.1"). */
-static const char *const PROXMOX[] = {
-	"bus: main-system-bus",
-	"  type System",
-	"  dev: q35-pcihost, id \"\"",
-	"    MCFG = -1 (0xffffffffffffffff)",
-	"    bus: pcie.0",
-	"      type PCIE",
-	"      dev: ich9-usb-uhci1, id \"uhci-1\"",
-	"        masterbus = \"ehci.0\"",
-	"        class USB controller, addr 00:1d.0, pci id 8086:2934 (sub 1af4:1100)",
-	"      dev: ich9-usb-ehci1, id \"ehci\"",
-	"        maxframes = 128 (0x80)",
-	"        bus: ehci.0",
-	"          type usb-bus",
-	"          dev: usb-tablet, id \"tablet\"",
-	"            usb_version = 2 (0x2)",
-	"            port = \"1\"",
-	"            addr 1.0, port 1, speed 480, name QEMU USB Tablet, attached",
-	"      dev: pci-bridge, id \"pci.1\"",
-	"        bus: pci.1",
-	"          type PCI",
-	"          dev: qemu-xhci, id \"xhci\"",
-	"            bus: xhci.0",
-	"              type usb-bus",
-	"              dev: usb-host, id \"\"",
-	"                hostbus = 1 (0x1)",
-	"                hostport = \"2\"",
-	"                port = \"3\"",
-	"                addr 0.0, port 3, speed 1.5, name USB Host Device",
-	"              dev: usb-host, id \"usbhost3-4.1.2\"",
-	"                hostbus = 3 (0x3)",
-	"                hostport = \"4.1.2\"",
-	"                port = \"15\"",
-	"                addr 0.0, port 15, speed 1.5, name USB Host Device",
-	"              dev: usb-kbd, id \"\"",
-	"                port = \"1.1\"",
-	"                addr 0.0, port 1.1, speed 12, name QEMU USB Keyboard, attached",
-	"              dev: usb-hub, id \"hub\"",
-	"                ports = 8 (0x8)",
-	"                port = \"1\"",
-	"                addr 0.0, port 1, speed 12, name QEMU USB Hub, attached",
-	"  dev: fw_cfg_io, id \"\"",
-	"    dma_enabled = true",
-	NULL,
-};
-
 TestSuite(qtree, .timeout = 10);
 
 Test(qtree, reads_controllers_with_their_buses_and_every_usb_device)
@@ -98,6 +49,7 @@ Test(qtree, reads_controllers_with_their_buses_and_every_usb_device)
 	} want[] = {
 		{ "tablet", "usb-tablet", "1", 0, 0, "" },
 		{ "", "usb-host", "3", 1, 1, "2" },
+		{ "usb0", "usb-host", "2", 1, 3, "4.4" },
 		{ "usbhost3-4.1.2", "usb-host", "15", 1, 3, "4.1.2" },
 		{ "", "usb-kbd", "1.1", 1, 0, "" },
 		{ "hub", "usb-hub", "1", 1, 0, "" },
@@ -105,7 +57,7 @@ Test(qtree, reads_controllers_with_their_buses_and_every_usb_device)
 	struct qtree t = { 0 };
 	struct err e = { 0 };
 
-	cr_assert(parse(PROXMOX, &t, &e), "%s", e.msg);
+	cr_assert(parse(QTREE_PROXMOX, &t, &e), "%s", e.msg);
 	cr_assert_eq(t.nctl, 2u, "the UHCI companion has no bus of its own");
 	cr_expect_str_eq(t.ctl[0].id, "ehci");
 	cr_expect_eq(t.ctl[0].kind, HC_EHCI);

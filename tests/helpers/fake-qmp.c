@@ -437,3 +437,15 @@ struct qmp *qemu_open(void)
 	cr_assert_not_null(q, "%s", e.msg);
 	return q;
 }
+
+struct qmp *serve_and_open(const struct step *steps)
+{
+	serve(steps, NULL);
+	return open_ok();
+}
+
+void close_and_check(struct qmp *q)
+{
+	qmp_close(q);
+	expect_clean_server();
+}

@@ -87,6 +87,11 @@ void serve_again(const struct reply_rule *rules);
 void server_done(void);
 void expect_clean_server(void);
 
+/* serve(steps, NULL), then open_ok(): the session on that monitor. */
+struct qmp *serve_and_open(const struct step *steps);
+/* qmp_close(q), then expect_clean_server(). */
+void close_and_check(struct qmp *q);
+
 long elapsed_ms(const struct timespec *t0);
 struct qmp *open_ok(void);
 struct qmp *start_ok(void);
