@@ -46,87 +46,7 @@ static bool state_dir_on(const struct globals *g, char *parent, size_t n)
 	return stat(parent, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* ---- the managed set of a VM ------------------------------------------ */
-
-static unsigned top_port(const char *guest_port)
-{
-	unsigned v = 0;
-
-	for (const char *p = guest_port; *p >= '0' && *p <= '9'; p++)
-		if ((v = v * 10 + (unsigned)(*p - '0')) >= GUEST_PORT_MAX)
-			return 0;
-	return v;
-}
-
-/* What the VM holds (read in full) as a publication; false if a managed
- * device cannot be described (then nothing is published). */
-static bool set_of(const struct vm_actual *a, const char *vm, const char *node,
-		   struct pub_state *s)
-{
-	memset(s, 0, sizeof *s);
-	snprintf(s->vm, sizeof s->vm, "%s", vm);
-	snprintf(s->node, sizeof s->node, "%s", node);
-	s->time_ms = cli_now_ms();
-	for (size_t i = 0; i < a->ndevs; i++) {
-		const struct guest_dev *g = &a->devs[i];
-		struct pub_dev d = { .hostbus = g->hostbus, .port = top_port(g->guest_port) };
-		struct port p;
-		if (!port_from_id(g->id, &p))
-			continue; /* not one of ours */
-		if (!g->is_host || g->bus >= a->nbuses || !d.port)
-			return false;
-		snprintf(d.id, sizeof d.id, "%s", g->id);
-		snprintf(d.bus, sizeof d.bus, "%s", a->buses[g->bus].name);
-		snprintf(d.hostport, sizeof d.hostport, "%s", g->hostport);
-		if (!publish_add(s, &d))
-			return false;
-		if (strcmp(a->buses[g->bus].ctrl, PVE_XHCI_ID) == 0 && a->buses[g->bus].kind == HC_XHCI) {
-			s->controller = true;
-			s->p2 = a->buses[g->bus].usb2_ports;
-			s->p3 = a->buses[g->bus].usb3_ports;
-		}
-	}
-	publish_sort(s);
-	return true;
-}
-
-/* A run that changed nothing: does what it read still match the
- * publication?  Ids and host ports always; bus and port when read. */
-static bool still_published(const struct vm_actual *a, const struct pub_state *pub,
-			    const char *node)
-{
-	size_t n = 0;
-
-	if (strcmp(pub->node, node) != 0)
-		return false;
-	for (size_t i = 0; i < a->ndevs; i++) {
-		const struct guest_dev *g = &a->devs[i];
-		struct port p;
-		const struct pub_dev *d = NULL;
-		if (!port_from_id(g->id, &p))
-			continue;
-		n++;
-		for (size_t k = 0; k < pub->n && !d; k++)
-			if (strcmp(pub->devs[k].id, g->id) == 0)
-				d = &pub->devs[k];
-		if (!d || d->hostbus != g->hostbus || strcmp(d->hostport, g->hostport) != 0)
-			return false;
-		if (!g->from_id && (g->bus >= a->nbuses || strcmp(a->buses[g->bus].name, d->bus) != 0 ||
-				    top_port(g->guest_port) != d->port))
-			return false;
-	}
-	return n == pub->n;
-}
-
-static bool holds_managed(const struct vm_actual *a)
-{
-	struct port p;
-
-	for (size_t i = 0; i < a->ndevs; i++)
-		if (port_from_id(a->devs[i].id, &p))
-			return true;
-	return false;
-}
+/* ---- publishing --------------------------------------------------------- */
 
 static bool changed(const struct vm_run *v)
 {
@@ -137,8 +57,6 @@ static bool changed(const struct vm_run *v)
 			return true;
 	return false;
 }
-
-/* ---- publishing --------------------------------------------------------- */
 
 /* Read the VM as it is now and publish it, unless it migrates. */
 static void publish_vm(const struct run *r, const struct vm_run *v, const char *node,
@@ -157,7 +75,7 @@ static void publish_vm(const struct run *r, const struct vm_run *v, const char *
 	     !actual_read(q, ACTUAL_DEVICES | ACTUAL_PORTS, &a, &e))) {
 		fprintf(stderr, "usbsync: warning: vm %s: not published: %s\n", vm, out_escape(e.msg));
 	} else if (!runstate_migrating(state)) {
-		if (!set_of(&a, vm, node, &now))
+		if (!publish_from_actual(&a, vm, node, cli_now_ms(), &now))
 			fprintf(stderr, "usbsync: warning: vm %s: not published: a managed device "
 				"without bus or port\n", vm);
 		else if ((!old || !publish_equal(old, &now)) && !publish_write(r->g->state_dir, &now, &e))
@@ -199,9 +117,9 @@ void cluster_publish(struct run *r)
 		if (v->state != VM_RUNNING)
 			continue;
 		old = published(r->g, r->cfg.vms[v->vm].vm, &s);
-		if (!old && !changed(v) && !holds_managed(&v->actual))
+		if (!old && !changed(v) && !publish_holds_managed(&v->actual))
 			continue; /* nothing published, nothing held: the same */
-		if (changed(v) || !old || !still_published(&v->actual, old, node)) {
+		if (changed(v) || !old || !publish_matches(old, &v->actual, node)) {
 			if (mkdir(r->g->state_dir, 0755) != 0 && errno != EEXIST)
 				fprintf(stderr, "usbsync: warning: %s: %s\n", r->g->state_dir, strerror(errno));
 			else

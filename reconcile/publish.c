@@ -304,3 +304,99 @@ bool publish_load(const char *dir, const char *vm, struct pub_state *s, struct e
 	}
 	return ok;
 }
+
+/* ---- the set a VM holds ---------------------------------------------------- */
+
+static unsigned top_port(const char *guest_port)
+{
+	unsigned v = 0;
+
+	for (const char *p = guest_port; *p >= '0' && *p <= '9'; p++)
+		if ((v = v * 10 + (unsigned)(*p - '0')) >= GUEST_PORT_MAX)
+			return 0;
+	return v;
+}
+
+bool publish_holds_managed(const struct vm_actual *a)
+{
+	struct port p;
+
+	for (size_t i = 0; i < a->ndevs; i++)
+		if (port_from_id(a->devs[i].id, &p))
+			return true;
+	return false;
+}
+
+/* One managed device as published; false when it cannot be described. */
+static bool describe(const struct vm_actual *a, const struct guest_dev *g, struct pub_dev *d)
+{
+	memset(d, 0, sizeof *d);
+	d->hostbus = g->hostbus;
+	d->port = top_port(g->guest_port);
+	if (!g->is_host || g->from_id || g->bus >= a->nbuses || !d->port)
+		return false;
+	snprintf(d->id, sizeof d->id, "%s", g->id);
+	snprintf(d->bus, sizeof d->bus, "%s", a->buses[g->bus].name);
+	snprintf(d->hostport, sizeof d->hostport, "%s", g->hostport);
+	return true;
+}
+
+bool publish_from_actual(const struct vm_actual *a, const char *vm, const char *node,
+			 int64_t now_ms, struct pub_state *s)
+{
+	memset(s, 0, sizeof *s);
+	snprintf(s->vm, sizeof s->vm, "%s", vm);
+	snprintf(s->node, sizeof s->node, "%s", node);
+	s->time_ms = now_ms;
+	for (size_t i = 0; i < a->ndevs; i++) {
+		const struct guest_dev *g = &a->devs[i];
+		struct pub_dev d;
+		struct port p;
+		if (!port_from_id(g->id, &p))
+			continue; /* not one of ours */
+		if (!describe(a, g, &d) || !publish_add(s, &d)) {
+			publish_clear(s);
+			return false;
+		}
+		const struct guest_bus *b = &a->buses[g->bus];
+		if (strcmp(b->ctrl, PVE_XHCI_ID) == 0 && b->kind == HC_XHCI) {
+			s->controller = true;
+			s->p2 = b->usb2_ports;
+			s->p3 = b->usb3_ports;
+		}
+	}
+	publish_sort(s);
+	return true;
+}
+
+/* The publication's device with this id, or NULL. */
+static const struct pub_dev *find_dev(const struct pub_state *pub, const char *id)
+{
+	for (size_t k = 0; k < pub->n; k++)
+		if (strcmp(pub->devs[k].id, id) == 0)
+			return &pub->devs[k];
+	return NULL;
+}
+
+bool publish_matches(const struct pub_state *pub, const struct vm_actual *a, const char *node)
+{
+	size_t n = 0;
+
+	if (strcmp(pub->node, node) != 0)
+		return false;
+	for (size_t i = 0; i < a->ndevs; i++) {
+		const struct guest_dev *g = &a->devs[i];
+		const struct pub_dev *d;
+		struct port p;
+		if (!port_from_id(g->id, &p))
+			continue;
+		n++;
+		d = find_dev(pub, g->id);
+		if (!d || d->hostbus != g->hostbus || strcmp(d->hostport, g->hostport) != 0)
+			return false;
+		if (!g->from_id && (g->bus >= a->nbuses || strcmp(a->buses[g->bus].name, d->bus) != 0 ||
+				    top_port(g->guest_port) != d->port))
+			return false;
+	}
+	return n == pub->n;
+}

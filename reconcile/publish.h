@@ -77,4 +77,21 @@ bool publish_write(const char *dir, const struct pub_state *s, struct err *e);
 
 void publish_clear(struct pub_state *s);
 
+/* ---- the set a VM holds (pure) --------------------------------------------- */
+
+/* Does the VM hold any managed device (an id usbsync gives)? */
+bool publish_holds_managed(const struct vm_actual *a);
+
+/* The managed set of a VM read in full (ACTUAL_DEVICES; ACTUAL_PORTS for
+ * the controller's p2/p3) as a publication of node `node` at now_ms.
+ * False (s empty) when a managed device cannot be described: not a
+ * usb-host, or its bus or guest port unknown. */
+bool publish_from_actual(const struct vm_actual *a, const char *vm, const char *node,
+			 int64_t now_ms, struct pub_state *s);
+
+/* Does what a run read still match publication `pub` of node `node`?  The
+ * same managed ids with the same hostbus and hostport, and where the read
+ * said (not a quick read's from_id), the same bus and guest port. */
+bool publish_matches(const struct pub_state *pub, const struct vm_actual *a, const char *node);
+
 #endif

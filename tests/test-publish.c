@@ -168,3 +168,78 @@ Test(publish, write_is_atomic_and_load_reads_it_back)
 	cr_expect_eq(system(cmd), 0);
 	publish_clear(&s);
 }
+
+/* ---- the set a VM holds ---- */
+
+static struct guest_bus pbuses[2];
+static struct guest_dev pdevs[4];
+
+/* VM 100 on Proxmox's xhci (p2 15, p3 15) and a foreign tablet: two
+ * managed usb-hosts, Proxmox's usb0, the tablet. */
+static struct vm_actual held(void)
+{
+	memset(pbuses, 0, sizeof pbuses);
+	memset(pdevs, 0, sizeof pdevs);
+	strcpy(pbuses[0].name, "xhci.0");
+	strcpy(pbuses[0].ctrl, "xhci");
+	pbuses[0].kind = HC_XHCI;
+	pbuses[0].nports = pbuses[0].usb2_ports = pbuses[0].usb3_ports = 15;
+	strcpy(pbuses[1].name, "ehci.0");
+	strcpy(pbuses[1].ctrl, "ehci");
+	pbuses[1].kind = HC_EHCI;
+	pdevs[0] = (struct guest_dev){ .id = "usbhost3-4.1.2", .type = "usb-host", .bus = 0,
+				       .guest_port = "14", .is_host = true, .hostbus = 3,
+				       .hostport = "4.1.2" };
+	pdevs[1] = (struct guest_dev){ .id = "usbhost3-4.1.1", .type = "usb-host", .bus = 0,
+				       .guest_port = "15", .is_host = true, .hostbus = 3,
+				       .hostport = "4.1.1" };
+	pdevs[2] = (struct guest_dev){ .id = "usb0", .type = "usb-host", .bus = 0, .guest_port = "1",
+				       .is_host = true, .hostbus = 1, .hostport = "2" };
+	pdevs[3] = (struct guest_dev){ .id = "tablet", .type = "usb-tablet", .bus = 1, .guest_port = "1" };
+	return (struct vm_actual){ .buses = pbuses, .nbuses = 2, .devs = pdevs, .ndevs = 4,
+				   .known = ACTUAL_DEVICES | ACTUAL_PORTS };
+}
+
+Test(publish, the_set_of_a_vm_is_its_managed_devices_and_proxmox_controller)
+{
+	struct vm_actual a = held();
+	struct pub_state s, want = sample();
+
+	cr_assert(publish_holds_managed(&a));
+	cr_assert(publish_from_actual(&a, "100", "pve1", 7, &s));
+	cr_expect(publish_equal(&s, &want), "usb0 and the tablet are not ours");
+	cr_expect_eq(s.time_ms, 7);
+	cr_expect(publish_matches(&s, &a, "pve1"));
+	cr_expect_not(publish_matches(&s, &a, "pve2"), "another node's publication");
+	publish_clear(&s);
+
+	strcpy(pbuses[0].ctrl, "xhci2");
+	cr_assert(publish_from_actual(&a, "100", "pve1", 7, &s));
+	cr_expect_not(s.controller, "not Proxmox's own controller");
+	publish_clear(&s);
+	pdevs[0].guest_port[0] = '\0';
+	cr_expect_not(publish_from_actual(&a, "100", "pve1", 7, &s), "a device without its port");
+	cr_expect_eq(s.n, 0);
+	publish_clear(&want);
+}
+
+Test(publish, a_run_matches_the_publication_only_with_the_same_devices)
+{
+	struct vm_actual a = held();
+	struct pub_state pub = sample();
+
+	cr_expect(publish_matches(&pub, &a, "pve1"));
+	pdevs[0].guest_port[0] = '9';
+	pdevs[0].guest_port[1] = '\0';
+	cr_expect_not(publish_matches(&pub, &a, "pve1"), "moved to another guest port");
+	pdevs[0].from_id = true; /* a quick read: bus and port unknown, ids decide */
+	cr_expect(publish_matches(&pub, &a, "pve1"));
+	strcpy(pdevs[0].hostport, "0");
+	cr_expect_not(publish_matches(&pub, &a, "pve1"), "another host port");
+	a.ndevs = 1;
+	strcpy(pdevs[0].hostport, "4.1.2");
+	cr_expect_not(publish_matches(&pub, &a, "pve1"), "one device fewer");
+	a.ndevs = 0;
+	cr_expect_not(publish_holds_managed(&a));
+	publish_clear(&pub);
+}
