@@ -29,6 +29,7 @@
 #include "reconcile/publish.h"
 #include "reconcile/pveconf.h"
 #include "reconcile/runstate.h"
+#include "store/store.h"
 
 #define NOWHERE_HOSTPORT "0" /* a host port path no device can have */
 
@@ -132,9 +133,68 @@ void cluster_publish(struct run *r)
 
 /* ---- a migration target ---------------------------------------------------- */
 
+/* What the hook added, for history. */
+struct copies {
+	struct store_event ev[PUBLISH_DEVS_MAX + 1];
+	char port[PUBLISH_DEVS_MAX + 1][PORT_STR_MAX];
+	char error[PUBLISH_DEVS_MAX + 1][ERR_MSG_MAX];
+	size_t n;
+};
+
+static void note(struct copies *c, const char *vm, const char *id, const struct err *e)
+{
+	struct store_event *ev = &c->ev[c->n];
+	struct port p;
+
+	*ev = (struct store_event){ .vm = vm, .op = "add", .result = e ? "failed" : "ok" };
+	if (port_from_id(id, &p))
+		ev->port = port_format(&p, c->port[c->n], sizeof c->port[c->n]);
+	else
+		ev->product = PVE_XHCI_DRIVER " " PVE_XHCI_ID " (Proxmox's controller, for a migration)";
+	if (e) {
+		snprintf(c->error[c->n], sizeof c->error[c->n], "%s", e->msg);
+		ev->error = c->error[c->n];
+	}
+	c->n++;
+}
+
+/* The copies in history, as a run of the hook; a warning when it fails. */
+static void record(const struct globals *g, const struct copies *c, int rc)
+{
+	struct store_run run = { .time_ms = cli_now_ms(), .trigger = "hook", .exit_code = rc };
+	struct err e = { 0 };
+	struct store *db;
+
+	if (!c->n)
+		return;
+	if (!(db = store_open(g->db, &e)) || !store_record_run(db, &run, c->ev, c->n, NULL, &e))
+		fprintf(stderr, "usbsync: warning: history not recorded: %s\n", out_escape(e.msg));
+	store_close(db);
+}
+
+static bool add_controller(struct qmp *q, const char *vm, const struct pub_state *pub,
+			   struct copies *c)
+{
+	struct qmp_result res;
+
+	if (actual_queue_add_controller(q, pub->p2, pub->p3, &res))
+		qmp_wait(q);
+	if (res.done && res.ok) {
+		printf("vm %s: added " PVE_XHCI_DRIVER " " PVE_XHCI_ID " on " PVE_XHCI_PCI_BUS "\n", vm);
+		note(c, vm, PVE_XHCI_ID, NULL);
+		return true;
+	}
+	if (!res.done)
+		err_set(&res.err, ERR_PROTOCOL, "no answer");
+	fprintf(stderr, "usbsync: vm %s: adding " PVE_XHCI_ID ": %s\n", vm, out_escape(res.err.msg));
+	note(c, vm, PVE_XHCI_ID, &res.err);
+	return false;
+}
+
 /* Add the published set to the incoming VM: the controller first when no
  * device has its id, then every device not already there by id. */
-static int add_published(struct qmp *q, const char *vm, const struct pub_state *pub)
+static int add_published(struct qmp *q, const char *vm, const struct pub_state *pub,
+			 struct copies *c)
 {
 	struct vm_actual a = { 0 };
 	struct err e = { 0 };
@@ -144,17 +204,9 @@ static int add_published(struct qmp *q, const char *vm, const struct pub_state *
 		fprintf(stderr, "usbsync: vm %s: %s\n", vm, out_escape(e.msg));
 		return EXIT_FAILED;
 	}
-	if (pub->controller && !a.has_xhci_id) {
-		struct qmp_result res;
-		if (actual_queue_add_controller(q, pub->p2, pub->p3, &res))
-			qmp_wait(q);
-		if (!res.done || !res.ok) {
-			fprintf(stderr, "usbsync: vm %s: adding " PVE_XHCI_ID ": %s\n", vm,
-				out_escape(res.done ? res.err.msg : "no answer"));
-			actual_clear(&a);
-			return EXIT_FAILED;
-		}
-		printf("vm %s: added " PVE_XHCI_DRIVER " " PVE_XHCI_ID " on " PVE_XHCI_PCI_BUS "\n", vm);
+	if (pub->controller && !a.has_xhci_id && !add_controller(q, vm, pub, c)) {
+		actual_clear(&a);
+		return EXIT_FAILED;
 	}
 	for (size_t i = 0; i < pub->n; i++) {
 		const struct pub_dev *d = &pub->devs[i];
@@ -166,8 +218,10 @@ static int add_published(struct qmp *q, const char *vm, const struct pub_state *
 		if (actual_add(q, d->id, d->bus, d->port, d->hostbus, NOWHERE_HOSTPORT, &e)) {
 			printf("vm %s: added %s on %s port %u (a copy for the migration)\n", vm, d->id,
 			       d->bus, d->port);
+			note(c, vm, d->id, NULL);
 		} else {
 			fprintf(stderr, "usbsync: vm %s: %s\n", vm, out_escape(e.msg));
+			note(c, vm, d->id, &e);
 			rc = EXIT_FAILED;
 		}
 	}
@@ -206,7 +260,11 @@ int cluster_migration_hook(const struct globals *g, const char *vm, const char *
 		else if (!(pub = published(g, vm, &s)))
 			printf("vm %s: migrating in from %s; nothing published for it\n", vm, from);
 		else {
-			rc = add_published(q, vm, pub);
+			struct copies *c = calloc(1, sizeof *c);
+			rc = c ? add_published(q, vm, pub, c) : EXIT_FAILED;
+			if (c)
+				record(g, c, rc);
+			free(c);
 			publish_clear(pub);
 		}
 	}

@@ -506,6 +506,7 @@ test_live_migration_target_gets_the_published_set_then_its_own() {
 	expect_eq "$("$PEEK" "$T/node2/qmp/100.qmp" usb | tr '\n' ' ')" \
 		"usbhost3-4.1.1 3 0 xhci.0 15 usbhost3-4.1.2 3 0 xhci.0 14 usbhost3-4.1.4 3 0 xhci.0 13 usbhost3-4.4 3 0 xhci.0 12 " \
 		"the published set, at host port 0"
+	expect_in "$(history_json --limit 1)" '"trigger":"hook"' "the copies are in history"
 	on_node2 us reconcile --all
 	expect_rc 0
 	expect_in "$OUT" "vm 100: migrating (runstate inmigrate): left as it is" "a sweep leaves the incoming VM alone"
