@@ -252,6 +252,20 @@ static void end_phase1(struct eng *e, size_t i)
 			start_adds(e, k);
 }
 
+/* Only a run with something to change asks: a no-op stays one command. */
+static bool wants_state(const struct eng *e, size_t i)
+{
+	const struct vm_run *v = &e->r->vms[i];
+
+	return !e->x[i].asked_state && (plan_changes(&v->plan) || v->plan.add_controller);
+}
+
+static void ask_state(struct eng *e, size_t i)
+{
+	runstate_queue(e->q[i], e->r->vms[i].runstate, &e->x[i].st_res);
+	e->x[i].step = STEP_STATUS;
+}
+
 static void after_read(struct eng *e, size_t i)
 {
 	struct run *r = e->r;
@@ -264,11 +278,14 @@ static void after_read(struct eng *e, size_t i)
 		v->state = VM_FAILED;
 	} else if (more_wanted(v)) {
 		actual_queue_read(e->q[i], v->actual.known | more_wanted(v), &v->actual);
+		/* A plan that reads more has a device to add: the VM's run
+		 * state goes out with the read, not in a round trip of its own
+		 * on the device's way into the VM. */
+		if (!e->x[i].asked_state)
+			ask_state(e, i);
 		return;
-	} else if (!e->x[i].asked_state && (plan_changes(&v->plan) || v->plan.add_controller)) {
-		/* Only a run with something to change asks: a no-op stays one command. */
-		runstate_queue(e->q[i], v->runstate, &e->x[i].st_res);
-		e->x[i].step = STEP_STATUS;
+	} else if (wants_state(e, i)) {
+		ask_state(e, i);
 		return;
 	} else if (runstate_migrating(v->runstate)) {
 		v->state = VM_MIGRATING;
