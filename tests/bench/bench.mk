@@ -10,7 +10,7 @@ BENCH_CFLAGS ?= -O2 -DNDEBUG
 bench:
 	@$(MAKE) --no-print-directory BUILD=$(BENCH_BUILD) CFLAGS="$(BENCH_CFLAGS)" \
 		$(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor $(BENCH_BUILD)/bench/timeit \
-		$(BENCH_BUILD)/bench/treeread $(BENCH_BUILD)/bench/histgrow \
+		$(BENCH_BUILD)/bench/treeread $(BENCH_BUILD)/bench/histgrow $(BENCH_BUILD)/bench/uevstamp \
 		$(BENCH_BUILD)/tests/umockdev-driver
 	@tests/bench/bench.sh $(BENCH_BUILD)/usbsync $(BENCH_BUILD)/bench/floor \
 		$(BENCH_BUILD)/bench/timeit $(BENCH_RUNS)
@@ -21,6 +21,12 @@ $(BUILD)/bench/treeread $(BUILD)/bench/histgrow: $(BUILD)/bench/%: tests/bench/%
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
+
+# The uevent stamper listens with libudev, as the watch does.
+$(BUILD)/bench/uevstamp: tests/bench/uevstamp.c
+	@mkdir -p $(dir $@)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) $(LIBS)
 
 # The floor client and the timer: plain C, the project's flags.
 $(BUILD)/bench/%: tests/bench/%.c

@@ -174,7 +174,7 @@ bench_qlg() {
 # ---- watch: a lone plug, uevent -> device on a guest port ----
 # QEMU logs when it claims and releases a guest port (its trace log, with
 # timestamps); watchlat compares that with the time the umockdev driver
-# stamped before sending the uevent.  QEMU is never polled, so nothing
+# stamped once it had sent the uevent.  QEMU is never polled, so nothing
 # competes with the watch for its monitor.  Samples are 300 ms apart:
 # each is a lone event, not a burst.
 
@@ -188,12 +188,12 @@ bench_watch() {
 	"$WATCHLAT" "$DRIVER" "$BLOG" "$TOP/tests/trees/hotplug-3-4.2.umockdev" \
 		"/sys$DEVPATH_BLOG/3-4.2" "$d/trace.log" "$RUNS" -- "$BIN" watch --sweep 3600 \
 		> "$d/watch.res" 2> "$d/watch.err" || die "watchlat: $(tail -3 "$d/watch.err")"
-	read -r _ add _ _ rm cpu < "$d/watch.res" || die "watch: no result"
+	read -r _ add _ _ rm cpu mk < "$d/watch.res" || die "watch: no result"
 	# shellcheck disable=SC2059
 	ROWS+=("$(printf "$FORMAT" watch-add "$RUNS" "$add" "$(cut -d' ' -f3 "$d/watch.res")" \
 		"$(cut -d' ' -f4 "$d/watch.res")" - - - - - \
 		"uevent to guest port claimed; remove $rm ms; watch CPU $cpu ms/event; $(ratio \
-		"$add" "$ATTACH_MS") x event-attach")")
+		"$add" "$ATTACH_MS") x event-attach; umockdev made the device in $mk ms")")
 }
 
 # ---- history: what a recording run pays after N earlier ones ----
