@@ -508,7 +508,8 @@ bool usbtree_read_roots(const char *sysfs, struct usbtree_roots *out, struct err
 		return err_set(e, ERR_NOMEM, "more than %d root ports, or out of memory",
 			       USBTREE_ROOT_PORTS_MAX);
 	}
-	qsort(out->ports, out->n, sizeof *out->ports, root_order);
+	if (out->n > 1) /* no ports means no array: qsort's is nonnull */
+		qsort(out->ports, out->n, sizeof *out->ports, root_order);
 	return true;
 }
 

@@ -1432,7 +1432,7 @@ test_metrics_count_qmp_errors_and_failed_runs() {
 # systemd-journald on it, as under systemd; journal files land under
 # $T/journal (journald and everything else there die with the namespace).
 in_journal_ns() {
-	T=$T TREE=$TREE BIN=$BIN unshare --mount --pid --fork bash -c '
+	T=$T TREE=$TREE BIN=$BIN unshare --mount --pid --fork --mount-proc bash -c '
 		mount -t tmpfs tmpfs /run && mkdir -p "$T/journal" /run/log/journal &&
 		mount --bind "$T/journal" /run/log/journal || exit 99
 		/lib/systemd/systemd-journald > "$T/journald.log" 2>&1 &

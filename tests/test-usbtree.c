@@ -365,6 +365,18 @@ Test(usbtree_sysfs, a_usb_bus_without_devices_is_an_empty_tree)
 	cr_expect_eq(tree.n, 0);
 }
 
+/* The same for the root connectors `tree` lists: a host (or a kernel)
+ * with no root port devices has none, and no array for qsort either. */
+Test(usbtree_sysfs, a_host_without_root_port_devices_lists_no_connectors)
+{
+	struct usbtree_roots r;
+	struct err e = { 0 };
+	device("usb12", "12\n", "1d6b\n", "09\n");
+	cr_assert(usbtree_read_roots(root, &r, &e), "%s", e.msg);
+	cr_expect_eq(r.n, 0);
+	usbtree_roots_clear(&r);
+}
+
 Test(usbtree_sysfs, a_sysfs_without_usb_is_empty_but_no_sysfs_is_an_error)
 {
 	struct err e = { 0 };
