@@ -240,16 +240,23 @@ static bool add_named(struct named **a, size_t *n, size_t *cap, const char *name
 
 /* ---- qom-list /machine/peripheral ---- */
 
-/* "child<TYPE>" -> TYPE. */
+/* "<kind><TYPE>" ("child<usb-host>", "link<usb-host>") -> TYPE, never
+ * empty. */
+static bool wrapped_type(const char *t, const char *kind, char *out, size_t outsz)
+{
+	size_t n = strlen(t), k = strlen(kind);
+
+	if (n < k + 3 || strncmp(t, kind, k) != 0 || t[k] != '<' || t[n - 1] != '>' ||
+	    n - k - 2 >= outsz)
+		return false;
+	memcpy(out, t + k + 1, n - k - 2);
+	out[n - k - 2] = '\0';
+	return qdev_printable(out);
+}
+
 static bool child_type(const char *t, char *out, size_t outsz)
 {
-	size_t n = strlen(t);
-
-	if (n < 8 || strncmp(t, "child<", 6) != 0 || t[n - 1] != '>' || n - 7 >= outsz)
-		return false;
-	memcpy(out, t + 6, n - 7);
-	out[n - 7] = '\0';
-	return qdev_printable(out);
+	return wrapped_type(t, "child", out, outsz);
 }
 
 /* One device with an id: a controller, a managed USB device, or neither. */
@@ -410,16 +417,9 @@ static bool child_index(const char *name, unsigned *n)
 	return true;
 }
 
-/* "link<TYPE>" -> TYPE. */
 static bool link_type(const char *t, char *out, size_t outsz)
 {
-	size_t n = strlen(t);
-
-	if (n < 7 || strncmp(t, "link<", 5) != 0 || t[n - 1] != '>' || n - 6 >= outsz)
-		return false;
-	memcpy(out, t + 5, n - 6);
-	out[n - 6] = '\0';
-	return *out && qdev_printable(out);
+	return wrapped_type(t, "link", out, outsz);
 }
 
 static bool add_kid(struct ctl *c, unsigned n, const char *type, struct err *e)
