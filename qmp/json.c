@@ -670,6 +670,14 @@ bool json_bool(const struct json *j, int tok, bool *out)
 	return true;
 }
 
+bool json_null(const struct json *j, int tok)
+{
+	const jsmntok_t *t = token(j, tok);
+
+	return t && t->type == JSMN_PRIMITIVE &&
+	       is_word(j->buf + t->start, (size_t)(t->end - t->start), "null");
+}
+
 /* ---- quoting ---- */
 
 static bool put(char *out, size_t outsz, size_t *o, const char *s, size_t n)

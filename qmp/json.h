@@ -55,6 +55,8 @@ bool json_streq(const struct json *j, int tok, const char *s);
 /* A non-negative integer primitive no larger than `max`. */
 bool json_uint(const struct json *j, int tok, uint64_t max, uint64_t *out);
 bool json_bool(const struct json *j, int tok, bool *out);
+/* True if `tok` is the primitive null. */
+bool json_null(const struct json *j, int tok);
 
 /* Write `s` as a JSON string literal (with quotes) into out[0..outsz).
  * Invalid UTF-8 bytes become U+FFFD, control characters \uXXXX.  Returns

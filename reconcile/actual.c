@@ -484,22 +484,10 @@ static bool on_dev_path(const struct json *j, int ret, void *ctx, struct err *e)
 	return true;
 }
 
-/* json.h has no null accessor: a primitive that is neither a boolean nor
- * an unsigned integer is null (or a negative or fractional number, which
- * QEMU never sends for a string property). */
-static bool is_null(const struct json *j, int tok)
-{
-	bool b;
-	uint64_t v;
-
-	return json_type(j, tok) == JSON_PRIMITIVE && !json_bool(j, tok, &b) &&
-	       !json_uint(j, tok, UINT64_MAX, &v);
-}
-
 /* A port path property: "" when unset (null or empty), else N[.N...]. */
 static bool port_str(const struct json *j, int ret, char *out, size_t outsz, struct err *e)
 {
-	if (is_null(j, ret)) {
+	if (json_null(j, ret)) {
 		out[0] = '\0';
 		return true;
 	}
@@ -682,7 +670,7 @@ static bool qlg_str(const struct json *j, int props, const char *name, char *out
 	int tok = qomvals_value(j, props, name, NULL, 0, e);
 
 	out[0] = '\0';
-	if (tok < 0 || is_null(j, tok))
+	if (tok < 0 || json_null(j, tok))
 		return e->kind == ERR_NONE;
 	if (!json_str(j, tok, out, outsz) || !qdev_printable(out))
 		return err_set(e, ERR_PROTOCOL, "%s is not a short printable string", name);

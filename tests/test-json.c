@@ -292,6 +292,16 @@ Test(json, uint_accepts_plain_digits_within_bounds)
 	cr_assert_not(parse("[01]"), "leading zeros are not JSON at all");
 }
 
+Test(json, null_is_exactly_null)
+{
+	cr_assert(parse("[null, false, 0, -1, \"null\", []]"));
+	cr_expect(json_null(j, 1));
+	for (int tok = 2; tok <= 6; tok++)
+		cr_expect_not(json_null(j, tok), "token %d", tok);
+	cr_expect_not(json_null(j, -1));
+	cr_expect_not(json_null(j, 99));
+}
+
 Test(json, bool_is_exactly_true_or_false)
 {
 	bool b;
