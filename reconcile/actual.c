@@ -8,8 +8,9 @@
  *
  * Invariants:
  *  1. Every string copied into the model is checked against what it may
- *     hold (qdev.h); `info qtree` text is parsed strictly (qtree.h), and
- *     anything unexpected sends the read through QOM instead.
+ *     hold (qdev.h); `info qtree` text (qtree.h) and qom-list-get replies
+ *     (qlg.h) are read strictly, and anything unexpected sends the read
+ *     the next way: qom-list-get, then `info qtree`, then QOM.
  *  2. Commands carry only JSON-quoted strings and numbers; ids are checked
  *     to be QEMU ids before they are put into QOM paths.
  *  3. Every list QEMU sends is bounded: CTL_MAX controllers,
@@ -19,7 +20,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +28,10 @@
 #include "common/grow.h"
 #include "common/text.h"
 #include "qmp/json.h"
-#include "qmp/qomvals.h"
 #include "reconcile/port.h"
 #include "reconcile/pveconf.h"
 #include "reconcile/qdev.h"
+#include "reconcile/qlg.h"
 #include "reconcile/qtree.h"
 
 #define LABEL_MAX 192       /* a command's object, in messages */
@@ -39,19 +39,7 @@
 #define CTL_MAX QTREE_CTL_MAX
 #define DEVS_PER_BUS_MAX 256
 #define DEVS_MAX 4096       /* USB devices of one VM */
-#define PATH_MAX_QOM 320    /* a QOM path we build or accept */
 #define NONE ((size_t)-1)
-
-#define PERIPHERAL "/machine/peripheral/"
-/* Always there, even empty: QEMU >= 10.0 creates it with the machine
- * (vl.c, qemu_create_machine_containers), and 7.2 has it too (seen here).
- * Were it missing, qom-list-get would fail whole and the older reads
- * would be used. */
-#define PERIPHERAL_ANON "/machine/peripheral-anon"
-#define QLG_SINCE QMP_VERSION(10, 1, 0) /* qom-list-get */
-/* Paths one qom-list-get may name: its reply (~2 KiB a USB device) must
- * stay well below QMP_MSG_MAX.  More: today's reads. */
-#define QLG_PATHS_MAX 128
 
 /* ---- what reads learn ------------------------------------------------ */
 
@@ -76,12 +64,7 @@ enum qtree_state { QT_NONE, QT_ASKED, QT_OK, QT_BAD };
 enum fallback_stage { FB_NONE, FB_LISTED, FB_READ };
 enum asked { ASK_IDS = 1, ASK_QTREE = 2, ASK_COUNTS = 4, ASK_BUSES = 8, ASK_KIDS = 16,
 	     ASK_QLG = 32, ASK_QLG_ANON = 64 };
-enum qlg_state { QLG_NONE, QLG_ASKED, QLG_OK, QLG_BAD };
-
-struct named {             /* a USB device found by name: id, or anon path */
-	char name[PATH_MAX_QOM];
-	char type[QOM_NAME_MAX];
-};
+enum qlg_state { QL_NONE, QL_ASKED, QL_OK, QL_BAD };
 
 struct rd {
 	unsigned want, known, asked;
@@ -98,10 +81,8 @@ struct rd {
 	bool pve_bridge, xhci_id; /* from the ids: vm_actual.has_pve_bridge, has_xhci_id */
 	bool stale;               /* a change was queued while reading */
 	unsigned fallbacks;       /* reads that could not use their first choice */
-	struct named *usbids;     /* every USB device with an id (qom-list-get) */
-	size_t nusbids, capusbids;
-	struct named *anon;       /* USB devices without an id, still to read */
-	size_t nanon, capanon;
+	struct qlg_names usbids;  /* every USB device with an id (qom-list-get) */
+	struct qlg_names anon;    /* USB devices without an id, still to read */
 	enum qlg_state qlg;       /* the last qom-list-get */
 	bool qlg_refused;
 	bool qlg_devices;         /* it asked for the devices, not only counts */
@@ -119,8 +100,8 @@ static void rd_reset(struct rd *rd)
 	}
 	free(rd->managed);
 	free(rd->devs);
-	free(rd->usbids);
-	free(rd->anon);
+	qlg_names_clear(&rd->usbids);
+	qlg_names_clear(&rd->anon);
 	*rd = (struct rd){ .fallbacks = fallbacks };
 }
 
@@ -166,18 +147,6 @@ static bool bad_reply(struct err *e, const char *why)
 	return err_set(e, ERR_PROTOCOL, "%s", why);
 }
 
-/* A USB device type: what a managed id may name.  (Controllers' types
- * also start with "usb-" sometimes.) */
-static bool usb_device_type(const char *type)
-{
-	enum hc_kind k;
-
-	if (strncmp(type, "usb-", 4) == 0)
-		return !qdev_hc_kind(type, &k);
-	return !strcmp(type, "u2f-passthru") || !strcmp(type, "u2f-emulated") ||
-	       !strcmp(type, "canokey");
-}
-
 /* The controller with this id, added if new: its index, or NONE. */
 static size_t add_ctl(struct rd *rd, const char *id, enum hc_kind kind, struct err *e)
 {
@@ -219,45 +188,7 @@ static struct guest_dev *add_managed(struct rd *rd, struct err *e)
 	return &d[rd->nmanaged++];
 }
 
-/* A USB device to read by name (qom-list-get). */
-static bool add_named(struct named **a, size_t *n, size_t *cap, const char *name,
-		      const char *type, struct err *e)
-{
-	struct named *x;
-
-	if (*n == DEVS_MAX)
-		return err_set(e, ERR_PROTOCOL, "more than %d USB devices", DEVS_MAX);
-	if (strlen(name) >= sizeof x->name || strlen(type) >= sizeof x->type)
-		return err_set(e, ERR_PROTOCOL, "device name or type too long");
-	if (!(x = grow_array(*a, cap, *n + 1, sizeof *x, DEVS_MAX)))
-		return err_set(e, ERR_NOMEM, "out of memory");
-	*a = x;
-	snprintf(x[*n].name, sizeof x[*n].name, "%s", name);
-	snprintf(x[*n].type, sizeof x[*n].type, "%s", type);
-	(*n)++;
-	return true;
-}
-
 /* ---- qom-list /machine/peripheral ---- */
-
-/* "<kind><TYPE>" ("child<usb-host>", "link<usb-host>") -> TYPE, never
- * empty. */
-static bool wrapped_type(const char *t, const char *kind, char *out, size_t outsz)
-{
-	size_t n = strlen(t), k = strlen(kind);
-
-	if (n < k + 3 || strncmp(t, kind, k) != 0 || t[k] != '<' || t[n - 1] != '>' ||
-	    n - k - 2 >= outsz)
-		return false;
-	memcpy(out, t + k + 1, n - k - 2);
-	out[n - k - 2] = '\0';
-	return qdev_printable(out);
-}
-
-static bool child_type(const char *t, char *out, size_t outsz)
-{
-	return wrapped_type(t, "child", out, outsz);
-}
 
 /* One device with an id: a controller, a managed USB device, or neither. */
 static bool peripheral(struct rd *rd, const char *id, const char *type, struct err *e)
@@ -277,9 +208,9 @@ static bool peripheral(struct rd *rd, const char *id, const char *type, struct e
 		rd->ctl[c]->from_ids = true;
 		return true;
 	}
-	if (!usb_device_type(type))
+	if (!qdev_usb_device_type(type))
 		return true;
-	if (!add_named(&rd->usbids, &rd->nusbids, &rd->capusbids, id, type, e))
+	if (!qlg_names_add(&rd->usbids, id, type, e))
 		return false;
 	if (strncmp(id, PORT_ID_PREFIX, strlen(PORT_ID_PREFIX)) != 0)
 		return true;
@@ -298,7 +229,7 @@ static bool on_peripheral(const struct json *j, int ret, void *ctx, struct err *
 
 	if (json_type(j, ret) != JSON_ARRAY)
 		return bad_reply(e, "return is not an array");
-	rd->nmanaged = rd->nusbids = 0;
+	rd->nmanaged = rd->usbids.n = 0;
 	rd->pve_bridge = rd->xhci_id = false;
 	for (int p = json_first(j, ret); p >= 0; p = json_next(j, p)) {
 		char id[QOM_NAME_MAX], t[QOM_NAME_MAX + 8], type[QOM_NAME_MAX];
@@ -307,7 +238,7 @@ static bool on_peripheral(const struct json *j, int ret, void *ctx, struct err *
 		 * nothing usbsync could have made or could name */
 		if (!json_str(j, json_get(j, p, "name"), id, sizeof id) || !qdev_id_ok(id) ||
 		    !json_str(j, json_get(j, p, "type"), t, sizeof t) ||
-		    !child_type(t, type, sizeof type))
+		    !qdev_wrapped_type(t, "child", type, sizeof type))
 			continue;
 		if (!peripheral(rd, id, type, e))
 			return false;
@@ -417,11 +348,6 @@ static bool child_index(const char *name, unsigned *n)
 	return true;
 }
 
-static bool link_type(const char *t, char *out, size_t outsz)
-{
-	return wrapped_type(t, "link", out, outsz);
-}
-
 static bool add_kid(struct ctl *c, unsigned n, const char *type, struct err *e)
 {
 	struct kid *k;
@@ -457,7 +383,7 @@ static bool on_bus_list(const struct json *j, int ret, void *ctx, struct err *e)
 		    !child_index(name, &n))
 			continue; /* other properties, or names too long to be ours */
 		if (!json_str(j, json_get(j, p, "type"), type, sizeof type) ||
-		    !link_type(type, dtype, sizeof dtype))
+		    !qdev_wrapped_type(type, "link", dtype, sizeof dtype))
 			return err_set(e, ERR_PROTOCOL, "%s has a bad type", name);
 		if (!add_kid(c, n, dtype, e))
 			return false;
@@ -471,12 +397,12 @@ static bool on_bus_list(const struct json *j, int ret, void *ctx, struct err *e)
 static bool on_dev_path(const struct json *j, int ret, void *ctx, struct err *e)
 {
 	struct guest_dev *d = ctx;
-	char path[PATH_MAX_QOM];
-	const char *id = path + strlen(PERIPHERAL);
+	char path[QDEV_PATH_MAX];
+	const char *id = path + strlen(QDEV_PERIPHERAL);
 
 	if (!json_str(j, ret, path, sizeof path) || !qdev_printable(path))
 		return bad_reply(e, "bad device path");
-	if (strncmp(path, PERIPHERAL, strlen(PERIPHERAL)) != 0 || !*id || strchr(id, '/'))
+	if (strncmp(path, QDEV_PERIPHERAL, strlen(QDEV_PERIPHERAL)) != 0 || !*id || strchr(id, '/'))
 		id = "";
 	if (strlen(id) >= sizeof d->id)
 		return bad_reply(e, "device id too long");
@@ -513,7 +439,7 @@ static bool on_hostport(const struct json *j, int ret, void *ctx, struct err *e)
 static size_t qom_get(struct qmp *q, const char *path, const char *prop, qmp_reply_fn *fn,
 		      void *ctx, bool optional)
 {
-	char qpath[PATH_MAX_QOM * 6], qprop[64], args[sizeof qpath + 128], what[LABEL_MAX];
+	char qpath[QDEV_PATH_MAX * 6], qprop[64], args[sizeof qpath + 128], what[LABEL_MAX];
 	struct qmp_call c = { .exec = "qom-get", .args = args, .fn = fn, .ctx = ctx,
 			  .tolerate = optional ? "*" : NULL };
 
@@ -528,9 +454,9 @@ static size_t qom_get(struct qmp *q, const char *path, const char *prop, qmp_rep
  * keeps QEMU's defaults. */
 static size_t ask_counts_of(struct qmp *q, struct ctl *c)
 {
-	char dev[PATH_MAX_QOM];
+	char dev[QDEV_PATH_MAX];
 
-	snprintf(dev, sizeof dev, PERIPHERAL "%s", c->id);
+	snprintf(dev, sizeof dev, QDEV_PERIPHERAL "%s", c->id);
 	if (c->kind == HC_XHCI)
 		return qom_get(q, dev, "p2", on_u32, &c->p2, true) +
 		       qom_get(q, dev, "p3", on_u32, &c->p3, true);
@@ -558,14 +484,14 @@ static size_t ask_buses(struct qmp *q, struct rd *rd)
 	rd->asked |= ASK_BUSES;
 	for (size_t i = 0; i < rd->nctl; i++) {
 		struct ctl *c = rd->ctl[i];
-		char bus[PATH_MAX_QOM], qbus[PATH_MAX_QOM * 6], args[sizeof qbus + 16];
+		char bus[QDEV_PATH_MAX], qbus[QDEV_PATH_MAX * 6], args[sizeof qbus + 16];
 		struct qmp_call list = { .exec = "qom-list", .args = args, .fn = on_bus_list,
 				     .ctx = c, .tolerate = "DeviceNotFound",
 				     .refused = &c->gone };
 
 		if (strlen(c->id) + 2 >= QOM_NAME_MAX)
 			continue; /* its bus name "<id>.0" could not be named */
-		snprintf(bus, sizeof bus, PERIPHERAL "%s/%s.0", c->id, c->id);
+		snprintf(bus, sizeof bus, QDEV_PERIPHERAL "%s/%s.0", c->id, c->id);
 		json_quote(qbus, sizeof qbus, bus);
 		snprintf(args, sizeof args, "{\"path\":%s}", qbus);
 		n += qmp_queue(q, &list, bus) + ask_counts_of(q, c);
@@ -577,10 +503,10 @@ static size_t ask_buses(struct qmp *q, struct rd *rd)
 static size_t ask_kid(struct qmp *q, const struct ctl *c, const struct kid *k,
 		      struct guest_dev *g)
 {
-	char bus[PATH_MAX_QOM], kid[PATH_MAX_QOM + 32], name[32];
+	char bus[QDEV_PATH_MAX], kid[QDEV_PATH_MAX + 32], name[32];
 	size_t n;
 
-	snprintf(bus, sizeof bus, PERIPHERAL "%s/%s.0", c->id, c->id);
+	snprintf(bus, sizeof bus, QDEV_PERIPHERAL "%s/%s.0", c->id, c->id);
 	snprintf(name, sizeof name, "child[%u]", k->n);
 	snprintf(kid, sizeof kid, "%s/%s", bus, name);
 	n = qom_get(q, bus, name, on_dev_path, g, false) +
@@ -622,185 +548,52 @@ static size_t ask_kids(struct qmp *q, struct rd *rd)
 	return n;
 }
 
-/* ---- qom-list-get (QEMU >= 10.1) ------------------------------------------
+/* ---- qom-list-get (QEMU >= 10.1, read by qlg.h) --------------------------
  *
- * One command returns every property of every path it names: each
- * controller (its port counts, and whether it has a bus of its own:
- * companion UHCIs do not), each USB device with an id (its bus, guest
- * port, hostbus, hostport) and /machine/peripheral-anon (which USB
- * devices have no id; those are read by a second qom-list-get, only when
- * there are any).  So an attach on such a QEMU asks qom-list,
- * qom-list-get and device_add.  A path that does not resolve fails the
- * whole command; anything else unexpected refuses the whole reply too
- * (nothing of it is kept), and the read then goes the way older QEMUs are
- * read.  Devices QEMU made itself (a hub it inserted, under
- * /machine/unattached) are not seen this way: an add that finds their
- * port taken tries the next one down (cmd/run.c).
+ * One command for what the older reads ask in many: an attach on such a
+ * QEMU asks qom-list, qom-list-get and device_add.  A reply qlg.h refuses
+ * is not kept, and the read then goes the way older QEMUs are read.
+ * Devices QEMU made itself (a hub it inserted) are not seen this way: an
+ * add that finds their port taken tries the next one down (cmd/run.c).
  */
 
 static bool qlg_usable(const struct qmp *q, const struct rd *rd)
 {
-	return qmp_get_version(q) >= QLG_SINCE && rd->qlg != QLG_BAD;
+	return qmp_get_version(q) >= QLG_SINCE && rd->qlg != QL_BAD;
 }
 
-static void bus_path(const struct ctl *c, char *out, size_t outsz)
+/* rd->ctl as qlg.h reads them: a copy, kept only when the whole reply is. */
+static void qlg_view(const struct rd *rd, struct qlg_ctl *v)
 {
-	snprintf(out, outsz, PERIPHERAL "%s/%s.0", c->id, c->id);
-}
-
-/* A uint32 property; when it could not be read, *out is kept. */
-static bool qlg_u32(const struct json *j, int props, const char *name, unsigned *out,
-		    struct err *e)
-{
-	int tok = qomvals_value(j, props, name, NULL, 0, e);
-	uint64_t v;
-
-	if (tok < 0)
-		return e->kind == ERR_NONE;
-	if (!json_uint(j, tok, UINT32_MAX, &v))
-		return err_set(e, ERR_PROTOCOL, "%s is not a 32-bit unsigned number", name);
-	*out = (unsigned)v;
-	return true;
-}
-
-/* A printable string property; "" when null or not readable. */
-static bool qlg_str(const struct json *j, int props, const char *name, char *out,
-		    size_t outsz, struct err *e)
-{
-	int tok = qomvals_value(j, props, name, NULL, 0, e);
-
-	out[0] = '\0';
-	if (tok < 0 || json_null(j, tok))
-		return e->kind == ERR_NONE;
-	if (!json_str(j, tok, out, outsz) || !qdev_printable(out))
-		return err_set(e, ERR_PROTOCOL, "%s is not a short printable string", name);
-	return true;
-}
-
-struct counts {
-	unsigned p2, p3, nports;
-	bool bus;
-};
-
-/* A controller: its port counts, and its bus "<id>.0" as a QOM child. */
-static bool qlg_ctl(const struct json *j, int props, const struct ctl *c, struct counts *n,
-		    struct err *e)
-{
-	char name[QOM_NAME_MAX + 2], want[PATH_MAX_QOM], got[PATH_MAX_QOM];
-	char type[QOMVALS_TYPE_MAX];
-	int tok;
-
-	*n = (struct counts){ .p2 = c->p2, .p3 = c->p3, .nports = c->nports };
-	if (c->kind == HC_XHCI &&
-	    (!qlg_u32(j, props, "p2", &n->p2, e) || !qlg_u32(j, props, "p3", &n->p3, e)))
-		return err_prefix(e, PERIPHERAL "%s: ", c->id);
-	if (c->kind == HC_OHCI && !qlg_u32(j, props, "num-ports", &n->nports, e))
-		return err_prefix(e, PERIPHERAL "%s: ", c->id);
-	snprintf(name, sizeof name, "%s.0", c->id);
-	bus_path(c, want, sizeof want);
-	tok = qomvals_value(j, props, name, type, sizeof type, e);
-	if (e->kind != ERR_NONE)
-		return false;
-	n->bus = tok >= 0 && strcmp(type, "child<usb-bus>") == 0 &&
-		 json_str(j, tok, got, sizeof got) && strcmp(got, want) == 0;
-	return true;
-}
-
-/* The controller whose bus is at `path`, or NONE. */
-static size_t bus_of_path(const struct rd *rd, const char *path)
-{
-	char p[PATH_MAX_QOM];
-
 	for (size_t k = 0; k < rd->nctl; k++) {
-		bus_path(rd->ctl[k], p, sizeof p);
-		if (strcmp(p, path) == 0)
-			return k;
+		const struct ctl *c = rd->ctl[k];
+
+		v[k] = (struct qlg_ctl){ .kind = c->kind, .p2 = c->p2, .p3 = c->p3,
+					 .nports = c->nports, .bus = c->has_bus };
+		memcpy(v[k].id, c->id, sizeof v[k].id);
 	}
-	return NONE;
-}
-
-/* Device `x` as its properties say; it must still be what was listed. */
-static bool qlg_dev(const struct json *j, int props, const struct rd *rd,
-		    const struct named *x, bool anon, struct guest_dev *d, struct err *e)
-{
-	char type[QOM_NAME_MAX], bus[PATH_MAX_QOM];
-
-	memset(d, 0, sizeof *d);
-	if (!qlg_str(j, props, "type", type, sizeof type, e) ||
-	    !qlg_str(j, props, "parent_bus", bus, sizeof bus, e) ||
-	    !qlg_str(j, props, "port", d->guest_port, sizeof d->guest_port, e))
-		return err_prefix(e, "%s: ", x->name);
-	if (strcmp(type, x->type) != 0)
-		return err_set(e, ERR_PROTOCOL, "%s is a %s now, not a %s", x->name, type, x->type);
-	if (*d->guest_port && !qdev_port_ok(d->guest_port))
-		return err_set(e, ERR_PROTOCOL, "%s: bad guest port", x->name);
-	if (!anon && strlen(x->name) >= sizeof d->id)
-		return err_set(e, ERR_PROTOCOL, "id too long");
-	snprintf(d->id, sizeof d->id, "%.*s", (int)sizeof d->id - 1, anon ? "" : x->name);
-	snprintf(d->type, sizeof d->type, "%s", x->type);
-	d->is_host = strcmp(type, "usb-host") == 0;
-	d->bus = bus_of_path(rd, bus);
-	if (d->is_host && (!qlg_u32(j, props, "hostbus", &d->hostbus, e) ||
-			   !qlg_str(j, props, "hostport", d->hostport, sizeof d->hostport, e)))
-		return err_prefix(e, "%s: ", x->name);
-	if (*d->hostport && !qdev_port_ok(d->hostport))
-		return err_set(e, ERR_PROTOCOL, "%s: bad hostport", x->name);
-	return true;
-}
-
-/* USB devices without an id: the child<TYPE> properties of
- * /machine/peripheral-anon whose TYPE is a USB device's. */
-static bool qlg_anon(const struct json *j, int props, struct rd *rd, struct err *e)
-{
-	rd->nanon = 0;
-	for (int p = qomvals_first(j, props); p >= 0; p = qomvals_next(j, p)) {
-		char name[QOMVALS_NAME_MAX], t[QOMVALS_TYPE_MAX], type[QOM_NAME_MAX];
-		char want[PATH_MAX_QOM], got[PATH_MAX_QOM];
-
-		if (!qomvals_name(j, p, name, sizeof name) || !qomvals_type(j, p, t, sizeof t) ||
-		    !child_type(t, type, sizeof type) || !usb_device_type(type))
-			continue;
-		snprintf(want, sizeof want, PERIPHERAL_ANON "/%s", name);
-		if (!json_str(j, qomvals_prop_value(j, p), got, sizeof got) || strcmp(got, want))
-			return err_set(e, ERR_PROTOCOL, "%s: not where its name says", want);
-		if (!add_named(&rd->anon, &rd->nanon, &rd->capanon, want, type, e))
-			return false;
-	}
-	return true;
-}
-
-/* Read devs[0..n) from the reply's objects first.. on; `devs` has room. */
-static bool qlg_devs(const struct json *j, int ret, size_t first, const struct rd *rd,
-		     const struct named *x, size_t n, bool anon, struct guest_dev *devs,
-		     struct err *e)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!qlg_dev(j, qomvals_object(j, ret, first + i), rd, &x[i], anon, &devs[i], e))
-			return false;
-	return true;
 }
 
 /* The first qom-list-get: controllers, devices with ids, the anonymous
  * container.  Kept only when every part of it is good. */
 static bool qlg_take(const struct json *j, int ret, struct rd *rd, struct err *e)
 {
-	size_t nctl = rd->qlg_nctl, nids = rd->qlg_devices ? rd->nusbids : 0;
-	struct counts cnt[CTL_MAX] = { 0 };
+	size_t nids = rd->qlg_devices ? rd->usbids.n : 0;
+	struct qlg_ctl v[CTL_MAX];
 	struct guest_dev *devs = calloc(nids + 1, sizeof *devs);
-	bool ok = devs && qomvals_check(j, ret, nctl + nids + rd->qlg_devices, e);
+	bool ok;
 
 	if (!devs)
-		err_set(e, ERR_NOMEM, "out of memory");
-	for (size_t k = 0; ok && k < nctl; k++)
-		ok = qlg_ctl(j, qomvals_object(j, ret, k), rd->ctl[k], &cnt[k], e);
-	ok = ok && qlg_devs(j, ret, nctl, rd, rd->usbids, nids, false, devs, e);
-	ok = ok && (!rd->qlg_devices || qlg_anon(j, qomvals_object(j, ret, nctl + nids), rd, e));
-	for (size_t k = 0; ok && k < nctl; k++) {
-		rd->ctl[k]->p2 = cnt[k].p2;
-		rd->ctl[k]->p3 = cnt[k].p3;
-		rd->ctl[k]->nports = cnt[k].nports;
+		return err_set(e, ERR_NOMEM, "out of memory");
+	qlg_view(rd, v);
+	ok = qlg_read(j, ret, v, rd->qlg_nctl, rd->qlg_devices ? &rd->usbids : NULL, devs,
+		      &rd->anon, e);
+	for (size_t k = 0; ok && k < rd->qlg_nctl; k++) {
+		rd->ctl[k]->p2 = v[k].p2;
+		rd->ctl[k]->p3 = v[k].p3;
+		rd->ctl[k]->nports = v[k].nports;
 		if (rd->qlg_devices)
-			rd->ctl[k]->has_bus = cnt[k].bus;
+			rd->ctl[k]->has_bus = v[k].bus;
 	}
 	if (ok && rd->qlg_devices) {
 		free(rd->devs);
@@ -815,19 +608,19 @@ static bool qlg_take(const struct json *j, int ret, struct rd *rd, struct err *e
 /* The second: the devices without an id, added to the others. */
 static bool qlg_take_anon(const struct json *j, int ret, struct rd *rd, struct err *e)
 {
+	struct qlg_ctl v[CTL_MAX];
 	struct guest_dev *devs;
 
-	if (!qomvals_check(j, ret, rd->nanon, e))
-		return false;
-	devs = grow_array(rd->devs, &rd->capdevs, rd->ndevs + rd->nanon, sizeof *devs, DEVS_MAX);
+	devs = grow_array(rd->devs, &rd->capdevs, rd->ndevs + rd->anon.n, sizeof *devs, DEVS_MAX);
 	if (!devs)
 		return err_set(e, ERR_NOMEM, "out of memory, or more than %d USB devices",
 			       DEVS_MAX);
 	rd->devs = devs;
-	if (!qlg_devs(j, ret, 0, rd, rd->anon, rd->nanon, true, devs + rd->ndevs, e))
+	qlg_view(rd, v);
+	if (!qlg_read_anon(j, ret, v, rd->nctl, &rd->anon, devs + rd->ndevs, e))
 		return false;
-	rd->ndevs += rd->nanon;
-	rd->nanon = 0;
+	rd->ndevs += rd->anon.n;
+	rd->anon.n = 0;
 	return true;
 }
 
@@ -840,85 +633,52 @@ static bool on_qlg(const struct json *j, int ret, void *ctx, struct err *e)
 
 	(void)e;
 	if (ok)
-		rd->qlg = QLG_OK;
-	return true; /* not QLG_OK: read_step reads the older way */
+		rd->qlg = QL_OK;
+	return true; /* not QL_OK: read_step reads the older way */
 }
 
-/* {"paths":[...]}, built one path at a time; ok false once one failed. */
-struct paths {
-	char *s;
-	size_t len, cap, n;
-	bool ok;
-};
-
-__attribute__((format(printf, 2, 3)))
-static void paths_add(struct paths *pl, const char *fmt, ...)
+/* Queue a qom-list-get with `args` (taken), or give up on qom-list-get
+ * for this session when it cannot be asked (NULL): 0 commands then. */
+static size_t qlg_queue(struct qmp *q, struct rd *rd, char *args, size_t npaths,
+			unsigned asked)
 {
-	char path[PATH_MAX_QOM], quoted[PATH_MAX_QOM * 6 + 3];
-	va_list ap;
-	int n, qn;
-	char *s;
-
-	va_start(ap, fmt);
-	n = vsnprintf(path, sizeof path, fmt, ap);
-	va_end(ap);
-	qn = n < 0 || (size_t)n >= sizeof path ? -1 : json_quote(quoted, sizeof quoted, path);
-	s = qn < 0 || !pl->ok ? NULL
-			      : grow_array(pl->s, &pl->cap, pl->len + (size_t)qn + 16, 1, QMP_MSG_MAX);
-	if (!s) {
-		pl->ok = false;
-		return;
-	}
-	pl->s = s;
-	pl->len += (size_t)sprintf(s + pl->len, "%s%s", pl->n++ ? "," : "{\"paths\":[", quoted);
-}
-
-/* Queue the qom-list-get `pl` names, or give up on qom-list-get for this
- * session when it cannot be asked (too many paths): 0 commands then. */
-static size_t qlg_queue(struct qmp *q, struct rd *rd, struct paths *pl, unsigned asked)
-{
-	struct qmp_call c = { .exec = "qom-list-get", .args = pl->s, .fn = on_qlg, .ctx = rd,
+	struct qmp_call c = { .exec = "qom-list-get", .args = args, .fn = on_qlg, .ctx = rd,
 			      .tolerate = "*", .refused = &rd->qlg_refused };
 	char what[48];
 	size_t n = 0;
 
-	if (pl->ok && pl->n > 0 && pl->n <= QLG_PATHS_MAX && pl->cap - pl->len > 2) {
-		memcpy(pl->s + pl->len, "]}", 3);
-		snprintf(what, sizeof what, "(%zu paths)", pl->n);
-		rd->qlg = QLG_ASKED;
+	if (args) {
+		snprintf(what, sizeof what, "(%zu paths)", npaths);
+		rd->qlg = QL_ASKED;
 		rd->asked |= asked;
 		n = qmp_queue(q, &c, what);
 	} else {
-		rd->qlg = QLG_BAD;
+		rd->qlg = QL_BAD;
 	}
-	free(pl->s);
+	free(args);
 	return n;
 }
 
 static size_t ask_qlg(struct qmp *q, struct rd *rd, bool devices)
 {
-	struct paths pl = { .ok = true };
+	struct qlg_ctl v[CTL_MAX];
+	size_t npaths;
+	char *args;
 
 	rd->qlg_devices = devices;
 	rd->qlg_nctl = rd->nctl;
-	for (size_t k = 0; k < rd->nctl; k++)
-		paths_add(&pl, PERIPHERAL "%s", rd->ctl[k]->id);
-	for (size_t i = 0; devices && i < rd->nusbids; i++)
-		paths_add(&pl, PERIPHERAL "%s", rd->usbids[i].name);
-	if (devices)
-		paths_add(&pl, "%s", PERIPHERAL_ANON);
-	return qlg_queue(q, rd, &pl, ASK_QLG);
+	qlg_view(rd, v);
+	args = qlg_args(v, rd->nctl, devices ? &rd->usbids : NULL, &npaths);
+	return qlg_queue(q, rd, args, npaths, ASK_QLG);
 }
 
 static size_t ask_qlg_anon(struct qmp *q, struct rd *rd)
 {
-	struct paths pl = { .ok = true };
+	size_t npaths;
+	char *args = qlg_args_anon(&rd->anon, &npaths);
 
-	for (size_t i = 0; i < rd->nanon; i++)
-		paths_add(&pl, "%s", rd->anon[i].name);
-	return qlg_queue(q, rd, &pl, ASK_QLG_ANON);
+	return qlg_queue(q, rd, args, npaths, ASK_QLG_ANON);
 }
-
 /* A round of qom-list-get, when this QEMU has it and it can answer what
  * is needed now; 0 commands otherwise. */
 static size_t ask_qlg_round(struct qmp *q, struct rd *rd)
@@ -927,7 +687,7 @@ static size_t ask_qlg_round(struct qmp *q, struct rd *rd)
 
 	if (!qlg_usable(q, rd))
 		return 0;
-	if ((need & ACTUAL_DEVICES) && rd->nanon > 0)
+	if ((need & ACTUAL_DEVICES) && rd->anon.n > 0)
 		return ask_qlg_anon(q, rd);
 	if ((need & ACTUAL_DEVICES) && (rd->known & ACTUAL_IDS) && rd->qtree != QT_OK)
 		return ask_qlg(q, rd, true);
@@ -940,17 +700,17 @@ static size_t ask_qlg_round(struct qmp *q, struct rd *rd)
 /* What a qom-list-get taught, or that it cannot be used here. */
 static void absorb_qlg(struct rd *rd)
 {
-	if (rd->qlg != QLG_OK) {
-		rd->qlg = QLG_BAD;
+	if (rd->qlg != QL_OK) {
+		rd->qlg = QL_BAD;
 		rd->fallbacks++;
-		rd->nanon = 0;
+		rd->anon.n = 0;
 		if (rd->qlg_devices && rd->qtree != QT_OK)
 			qtree_drop(rd);
 		return;
 	}
 	if (rd->asked & ASK_QLG)
 		rd->known |= ACTUAL_PORTS;
-	if (rd->qlg_devices && rd->nanon == 0)
+	if (rd->qlg_devices && rd->anon.n == 0)
 		rd->known |= ACTUAL_DEVICES;
 }
 

@@ -51,3 +51,25 @@ bool qdev_hc_kind(const char *type, enum hc_kind *kind)
 	*kind = HC_UNKNOWN;
 	return false;
 }
+
+bool qdev_usb_device_type(const char *type)
+{
+	enum hc_kind k;
+
+	if (strncmp(type, "usb-", 4) == 0)
+		return !qdev_hc_kind(type, &k);
+	return !strcmp(type, "u2f-passthru") || !strcmp(type, "u2f-emulated") ||
+	       !strcmp(type, "canokey");
+}
+
+bool qdev_wrapped_type(const char *t, const char *kind, char *out, size_t outsz)
+{
+	size_t n = strlen(t), k = strlen(kind);
+
+	if (n < k + 3 || strncmp(t, kind, k) != 0 || t[k] != '<' || t[n - 1] != '>' ||
+	    n - k - 2 >= outsz)
+		return false;
+	memcpy(out, t + k + 1, n - k - 2);
+	out[n - k - 2] = '\0';
+	return qdev_printable(out);
+}

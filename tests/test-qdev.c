@@ -65,3 +65,35 @@ Test(qdev, controller_kinds_by_qom_type)
 		cr_expect_eq(kind, rows[i].kind, "%s", rows[i].type);
 	}
 }
+
+Test(qdev, usb_device_types_are_usb_devices_not_controllers)
+{
+	static const struct { const char *type; bool usb; } rows[] = {
+		{ "usb-host", true }, { "usb-tablet", true }, { "u2f-passthru", true },
+		{ "canokey", true }, { "usb-ehci", false }, { "qemu-xhci", false },
+		{ "virtio-net-pci", false }, { "", false },
+	};
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+		cr_expect_eq(qdev_usb_device_type(rows[i].type), rows[i].usb, "%s", rows[i].type);
+}
+
+Test(qdev, wrapped_types_unwrap_only_their_own_kind)
+{
+	static const struct { const char *t, *kind, *type; } rows[] = {
+		{ "child<usb-host>", "child", "usb-host" }, { "link<usb-bus>", "link", "usb-bus" },
+		{ "link<usb-host>", "child", NULL }, { "child<>", "child", NULL },
+		{ "child<usb-host", "child", NULL }, { "childusb-host>", "child", NULL },
+		{ "child<a b>", "child", NULL }, { "child<x\x1b>", "child", NULL },
+	};
+	char out[16];
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		bool ok = qdev_wrapped_type(rows[i].t, rows[i].kind, out, sizeof out);
+
+		cr_expect_eq(ok, rows[i].type != NULL, "%s", rows[i].t);
+		if (ok && rows[i].type)
+			cr_expect_str_eq(out, rows[i].type);
+	}
+	cr_expect_not(qdev_wrapped_type("child<usb-host>", "child", out, 8), "does not fit");
+}
