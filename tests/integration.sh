@@ -442,9 +442,8 @@ test_proxmox_vm_without_xhci_gets_proxmox_own_controller_and_every_device() {
 	expect_in "$(history_json)" "qemu-xhci xhci (Proxmox's controller" "history"
 	us reconcile
 	expect_in "$OUT" "in sync" "second run"
-	# A udev run reads only the ids first: the same, and the same when
-	# Proxmox unplugged its controller (its last usbN removed; a paused VM
-	# without a guest cannot finish a PCI unplug, so a fresh VM stands in).
+	# A udev run reads only the ids first: the same.  (A controller Proxmox
+	# unplugged: test_proxmox_unplugging_its_xhci_gets_it_back_with_the_devices.)
 	pve_vm_start 101
 	conf 100 ""
 	conf 101 "3-4"
@@ -452,6 +451,83 @@ test_proxmox_vm_without_xhci_gets_proxmox_own_controller_and_every_device() {
 	expect_rc 0
 	expect_eq "$(usb_ids 101)" "usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4" "udev run"
 	expect_eq "$(qom_get 101 /machine/peripheral/xhci addr)" "216" "controller added by a udev run"
+}
+
+# What Proxmox does when a VM's last usbN goes: qemu-server device_dels
+# its xhci and does not wait.  On q35 the controller sits on pci.1, an ACPI
+# hot-plug slot: QEMU only asks the guest, and removes the controller with
+# everything on it once the guest's ACPI code ejects the slot (or the VM
+# resets).  The test VM's guest is only firmware: qmp-peek guest-eject
+# plays the guest's part.
+proxmox_unplugs_xhci() {
+	qmp_run "$1" '{"execute":"device_del","arguments":{"id":"xhci"}}'
+}
+peripheral() {
+	"$PEEK" "$T/qmp/$1.qmp" run '{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}' \
+		| grep -o '"name": "[^"]*"' | cut -d'"' -f4 | grep -vx type | sort | tr '\n' ' '
+}
+has_no_xhci() { ! peripheral "$1" | grep -qw xhci; }
+expect_blog_on_pve_xhci() {
+	expect_in "$OUT" "xhci            qemu-xhci  Proxmox's USB controller  pci.1 addr 0x1b  ok" "$2: the controller is reported"
+	expect_eq "$(usb "$1" | cut -d' ' -f1,4,5 | tr '\n' ' ')" \
+		"usbhost3-4.1.1 xhci.0 15 usbhost3-4.1.2 xhci.0 14 usbhost3-4.1.4 xhci.0 13 usbhost3-4.4 xhci.0 12 " \
+		"$2: every device on Proxmox's xhci"
+	expect_eq "$(qom_get "$1" /machine/peripheral/xhci addr)" "216" "$2: address 0x1b"
+	expect_eq "$(qom_get "$1" /machine/peripheral/xhci parent_bus)" '"/machine/peripheral/pci.1/pci.1"' "$2: on pci.1"
+}
+
+test_proxmox_unplugging_its_xhci_gets_it_back_with_the_devices() {
+	pve_vm_start 100
+	qmp_run 100 '{"execute":"cont"}' # a running VM (its firmware idles): as on Proxmox
+	expect_eq "$(peek_status "$T/qmp/100.qmp")" "running" "runstate"
+	conf 100 "3-4"
+	tree_without 3-4.4
+	us reconcile
+	expect_rc 0
+	expect_eq "$(usb 100 | cut -d' ' -f1,4,5 | tr '\n' ' ')" \
+		"usbhost3-4.1.1 xhci.0 15 usbhost3-4.1.2 xhci.0 14 usbhost3-4.1.4 xhci.0 13 " "first run"
+	# usb0 hot-plugged from the GUI (qemu-server reuses the xhci it finds),
+	# then removed: the last usbN is gone and Proxmox unplugs its xhci.
+	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"usb-host","id":"usb0","bus":"xhci.0","port":"1","hostbus":1,"hostport":"9"}}'
+	printf 'usb0: host=1-9\n' > "$T/cfg/100.conf"
+	us reconcile
+	expect_in "$OUT" "in sync: nothing to do" "with usb0"
+	qmp_run 100 '{"execute":"device_del","arguments":{"id":"usb0"}}'
+	: > "$T/cfg/100.conf"
+	proxmox_unplugs_xhci 100
+	# Until the guest lets go, QEMU holds the controller and everything on
+	# it and shows the pending unplug nowhere usbsync can read.  usbsync
+	# fights nothing; what it adds meanwhile works until the guest lets go.
+	us reconcile
+	expect_rc 0
+	expect_in "$OUT" "in sync: nothing to do" "unplug pending"
+	TREE=$TREES/blog.umockdev # the webcam is plugged in
+	us reconcile
+	expect_rc 0
+	expect_eq "$(echo "$OUT" | grep usbhost | tr -s ' ')" "100 add 3-4.4 usbhost3-4.4 046d:0825 C270 HD WEBCAM xhci.0 port 12 ok" \
+		"added while the unplug is pending"
+	expect_eq "$("$PEEK" "$T/qmp/100.qmp" guest-eject xhci | tr '\n' ' ')" \
+		"usbhost3-4.1.1 usbhost3-4.1.2 usbhost3-4.1.4 usbhost3-4.4 " "DEVICE_DELETED for every device on it"
+	expect_not_in "$(peripheral 100)" "xhci" "QEMU removed the controller"
+	expect_eq "$(usb_ids 100)" "" "and the devices"
+	# A udev run for any device of the VM puts back the controller and all.
+	ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1/3-4.1.2 us reconcile
+	expect_rc 0
+	expect_blog_on_pve_xhci 100 "udev run"
+	# Unplugged again, finished this time by a reset before the guest let
+	# go (QEMU ejects what is pending); a full run puts it back.
+	proxmox_unplugs_xhci 100
+	qmp_run 100 '{"execute":"system_reset"}'
+	wait_until 3000 has_no_xhci 100 || fail "the reset did not finish the unplug"
+	expect_eq "$(usb_ids 100)" "" "after the reset"
+	us reconcile
+	expect_rc 0
+	expect_blog_on_pve_xhci 100 "full run"
+	expect_eq "$(history_json | grep -o "qemu-xhci xhci (Proxmox's controller" | wc -l)" "3" "each add in history"
+	us reconcile
+	expect_rc 0
+	expect_in "$OUT" "in sync: nothing to do" "then a no-op"
+	expect_eq "$(peek_status "$T/qmp/100.qmp")" "running" "still running"
 }
 
 test_controller_none_or_plain_qemu_keeps_the_ehci_behaviour() {
