@@ -49,43 +49,70 @@ static bool state_dir_on(const struct globals *g, char *parent, size_t n)
 
 /* ---- publishing --------------------------------------------------------- */
 
-static bool changed(const struct vm_run *v)
+bool cluster_publishing(const struct globals *g)
 {
-	if (v->ctl.tried)
-		return true;
-	for (size_t i = 0; i < v->plan.n; i++)
-		if (v->res[i].tried)
-			return true;
-	return false;
+	char parent[PATH_MAX], node[NODE_NAME_MAX];
+
+	return state_dir_on(g, parent, sizeof parent) && cli_node(g, node, sizeof node);
 }
 
-/* Read the VM as it is now and publish it, unless it migrates. */
-static void publish_vm(const struct run *r, const struct vm_run *v, const char *node,
-		       const struct pub_state *old)
+/* Publish what VM vm holds (a, read in full) unless it migrates. */
+static void publish_set(const struct run *r, const char *vm, const struct vm_actual *a,
+			const char *state, const char *node, const struct pub_state *old)
+{
+	struct pub_state now;
+	struct err e = { 0 };
+
+	if (runstate_migrating(state))
+		return;
+	if (!publish_from_actual(a, vm, node, cli_now_ms(), &now))
+		fprintf(stderr, "usbsync: warning: vm %s: not published: a managed device "
+			"without bus or port\n", vm);
+	else if ((!old || !publish_equal(old, &now)) && !publish_write(r->g->state_dir, &now, &e))
+		fprintf(stderr, "usbsync: warning: vm %s: not published: %s\n", vm,
+			out_escape(e.msg));
+	publish_clear(&now);
+}
+
+/* Read the VM as it is now on a session of its own (counted in the run's
+ * stats) and publish it, unless it migrates.  The run state is asked
+ * first: only a VM that is not migrating is read. */
+static void read_and_publish(struct run *r, const struct vm_run *v, const char *node,
+			     const struct pub_state *old)
 {
 	const char *vm = r->cfg.vms[v->vm].vm;
 	char path[PATH_MAX], state[RUNSTATE_MAX];
 	struct vm_actual a = { 0 };
-	struct pub_state now;
 	struct err e = { 0 };
 	struct qmp *q;
+	double t = cli_clock_ms();
 
 	snprintf(path, sizeof path, "%s/%s.qmp", r->g->qmp_dir, vm);
 	if (!(q = qmp_open(path, r->g->timeout_ms, &e)) || !runstate_get(q, state, &e) ||
 	    (!runstate_migrating(state) &&
-	     !actual_read(q, ACTUAL_DEVICES | ACTUAL_PORTS, &a, &e))) {
+	     !actual_read(q, ACTUAL_DEVICES | ACTUAL_PORTS, &a, &e)))
 		fprintf(stderr, "usbsync: warning: vm %s: not published: %s\n", vm, out_escape(e.msg));
-	} else if (!runstate_migrating(state)) {
-		if (!publish_from_actual(&a, vm, node, cli_now_ms(), &now))
-			fprintf(stderr, "usbsync: warning: vm %s: not published: a managed device "
-				"without bus or port\n", vm);
-		else if ((!old || !publish_equal(old, &now)) && !publish_write(r->g->state_dir, &now, &e))
-			fprintf(stderr, "usbsync: warning: vm %s: not published: %s\n", vm,
-				out_escape(e.msg));
-		publish_clear(&now);
-	}
+	else
+		publish_set(r, vm, &a, state, node, old);
 	actual_clear(&a);
+	if (q)
+		run_stats_add(&r->stats, q);
 	qmp_close(q);
+	r->stats.ms_qmp += cli_clock_ms() - t;
+}
+
+/* What the run read behind its changes, on the session that made them
+ * (run.reread).  A session of its own only when the run did not read:
+ * publishing was not asked of it, the VM did not change (yet nothing is
+ * published for it, or another node's or an older set is), the add
+ * phase's session did not open, or that read failed. */
+static void publish_vm(struct run *r, const struct vm_run *v, const char *node,
+		       const struct pub_state *old)
+{
+	if (v->has_after)
+		publish_set(r, r->cfg.vms[v->vm].vm, &v->after, v->after_runstate, node, old);
+	else
+		read_and_publish(r, v, node, old);
 }
 
 /* The publication of vm, or NULL (none, or unusable: said why). */
@@ -114,13 +141,14 @@ void cluster_publish(struct run *r)
 	}
 	for (size_t i = 0; i < r->nvms; i++) {
 		const struct vm_run *v = &r->vms[i];
+		bool changed = run_vm_changed(v);
 		struct pub_state s, *old;
 		if (v->state != VM_RUNNING)
 			continue;
 		old = published(r->g, r->cfg.vms[v->vm].vm, &s);
-		if (!old && !changed(v) && !publish_holds_managed(&v->actual))
+		if (!old && !changed && !publish_holds_managed(&v->actual))
 			continue; /* nothing published, nothing held: the same */
-		if (changed(v) || !old || !publish_matches(old, &v->actual, node)) {
+		if (changed || !old || !publish_matches(old, &v->actual, node)) {
 			if (mkdir(r->g->state_dir, 0755) != 0 && errno != EEXIST)
 				fprintf(stderr, "usbsync: warning: %s: %s\n", r->g->state_dir, strerror(errno));
 			else

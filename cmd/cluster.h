@@ -7,9 +7,17 @@
 #include "cmd/cli.h"
 #include "cmd/run.h"
 
+/* Will cluster_publish publish: a state dir whose parent exists, and this
+ * host's Proxmox node name?  A run that applies its plan then sets
+ * run.reread, so that each VM it changes is read again on the session
+ * that changed it, not on one more. */
+bool cluster_publishing(const struct globals *g);
+
 /* After a run that applied its plan: publish the managed set of each
- * running VM whose set differs from what is published for it.  Never for
- * a VM being migrated; warnings only, never a failure of the run. */
+ * running VM whose set differs from what is published for it, from what
+ * the run read behind its changes (vm_run.after) when it could, else read
+ * on a session of its own (counted in r->stats).  Never for a VM being
+ * migrated; warnings only, never a failure of the run. */
 void cluster_publish(struct run *r);
 
 /* `hook VM post-start` on a migration target (PVE_MIGRATED_FROM = the

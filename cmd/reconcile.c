@@ -196,7 +196,8 @@ int reconcile_main(const struct globals *g, const struct reconcile_opts *o,
 		   const struct trigger *trig, char **vms, size_t nvms)
 {
 	struct run r = { .g = g, .apply = !o->dry_run, .all = o->all,
-			 .quick = strcmp(trig->name, "udev") == 0 };
+			 .quick = strcmp(trig->name, "udev") == 0,
+			 .reread = !o->dry_run && cluster_publishing(g) };
 	bool dry_run = o->dry_run;
 	struct err e = { 0 };
 	int held = -1;

@@ -5,7 +5,9 @@
  * Every VM is talked to at once, and a VM's QMP socket is held as
  * briefly as possible: one session reads, plans and removes; the adds
  * follow on it when this VM was the last to finish removing, else on a
- * second session.  One VM's failure never stops the others.
+ * second session.  One VM's failure never stops the others.  A run that
+ * publishes (cluster.h) reads each VM it changed again on that same
+ * session, behind the last change, before closing it.
  */
 #include "cmd/run.h"
 
@@ -110,6 +112,8 @@ struct vm_eng {
 	struct qmp_result ctl_res; /* adding Proxmox's controller (plan.add_controller) */
 	struct qmp_result st_res;  /* asking the run state */
 	bool asked_state;
+	struct qmp_result after_st; /* the run state behind the changes (vm_run.after) */
+	bool rereading;           /* that and the read went out with the changes */
 	struct qmp_result *qres;  /* one per plan item: its command's outcome */
 	struct guest_bus *work;   /* adds: the buses as planned, ports taken as tried */
 };
@@ -139,19 +143,61 @@ static void take_result(struct item_result *res, const struct qmp_result *q)
 		item_fail(res, q->done ? &q->err : &none);
 }
 
+void run_stats_add(struct run_stats *s, const struct qmp *q)
+{
+	const struct qmp_stats *st = qmp_get_stats(q);
+
+	s->qmp_commands += st->commands;
+	s->qmp_bytes += st->bytes_read;
+	s->qmp_fallbacks += actual_get_fallbacks(q);
+	s->qmp_sessions++;
+}
+
 static void close_vm(struct eng *e, size_t i)
 {
-	const struct qmp_stats *st;
-
 	if (!e->q[i])
 		return;
-	st = qmp_get_stats(e->q[i]);
-	e->r->stats.qmp_commands += st->commands;
-	e->r->stats.qmp_bytes += st->bytes_read;
-	e->r->stats.qmp_fallbacks += actual_get_fallbacks(e->q[i]);
-	e->r->stats.qmp_sessions++;
+	run_stats_add(&e->r->stats, e->q[i]);
 	qmp_close(e->q[i]);
 	e->q[i] = NULL;
+}
+
+/* ---- reading again for publication --------------------------------------
+ *
+ * A run that publishes needs what each VM it changed holds afterwards, and
+ * its run state asked after the changes (a migrating VM is never
+ * published).  Both go out in the same write as the VM's last changes, on
+ * their session: QEMU runs pipelined commands in order, and a USB
+ * device_del is done when QEMU replies (seen on 7.2: a qom-list of the bus
+ * sent in the same write no longer lists the device), so they see the VM
+ * as the changes left it.  A run that changes nothing asks nothing more.
+ */
+
+static void queue_reread(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+
+	if (!e->r->reread)
+		return;
+	v->has_after = false;
+	runstate_queue(e->q[i], v->after_runstate, &e->x[i].after_st);
+	actual_queue_read(e->q[i], ACTUAL_DEVICES | ACTUAL_PORTS, &v->after);
+	e->x[i].rereading = true;
+}
+
+/* A failed re-read is not the run's failure: cluster_publish then reads
+ * on a session of its own. */
+static void take_reread(struct eng *e, size_t i)
+{
+	struct vm_run *v = &e->r->vms[i];
+	const struct qmp_result *st = &e->x[i].after_st;
+
+	if (!e->x[i].rereading)
+		return;
+	e->x[i].rereading = false;
+	v->has_after = qmp_ok(e->q[i], NULL) && st->done && st->ok;
+	if (!v->has_after)
+		actual_clear(&v->after);
 }
 
 static struct qmp *open_vm(struct eng *e, size_t i, struct err *err)
@@ -296,6 +342,8 @@ static void after_read(struct eng *e, size_t i)
 	} else {
 		v->state = VM_RUNNING;
 		if (r->apply && queue_dels(e, i)) {
+			if (!has_adds(v))
+				queue_reread(e, i);
 			e->x[i].step = STEP_DEL;
 			return;
 		}
@@ -341,6 +389,7 @@ static void after_dels(struct eng *e, size_t i)
 			take_result(&v->res[k], &e->x[i].qres[k]);
 			refused_migrating(v, &e->x[i].qres[k]);
 		}
+	take_reread(e, i);
 	end_phase1(e, i);
 }
 
@@ -416,6 +465,8 @@ static void start_adds(struct eng *e, size_t i)
 		else
 			queue_add(e, i, k, v->plan.items[k].guest_port);
 	}
+	if (!err.kind)
+		queue_reread(e, i);
 }
 
 /* When an add's port turns out to be taken (a device QEMU placed itself
@@ -465,11 +516,17 @@ static void after_adds(struct eng *e, size_t i)
 			take_result(&v->res[k], &e->x[i].qres[k]);
 	}
 	take_controller(e, i);
-	for (size_t k = 0; !again && k < v->plan.n; k++)
+	take_reread(e, i);
+	if (again) {
+		/* what was read with the adds is stale: read behind the retries
+		 * (after a failed read the session's model is not to be trusted) */
+		if (v->has_after)
+			queue_reread(e, i);
+		return;
+	}
+	for (size_t k = 0; k < v->plan.n; k++)
 		if (v->plan.items[k].op == OP_ADD)
 			refused_migrating(v, &e->x[i].qres[k]);
-	if (again)
-		return;
 	close_vm(e, i);
 	e->x[i].step = STEP_DONE;
 }
@@ -568,6 +625,7 @@ void run_clear(struct run *r)
 {
 	for (size_t i = 0; i < r->nvms; i++) {
 		actual_clear(&r->vms[i].actual);
+		actual_clear(&r->vms[i].after);
 		plan_clear(&r->vms[i].plan);
 		free(r->vms[i].res);
 	}
@@ -578,6 +636,16 @@ void run_clear(struct run *r)
 	r->vms = NULL;
 	r->claims = NULL;
 	r->nvms = 0;
+}
+
+bool run_vm_changed(const struct vm_run *v)
+{
+	if (v->ctl.tried)
+		return true;
+	for (size_t i = 0; v->res && i < v->plan.n; i++)
+		if (v->res[i].tried)
+			return true;
+	return false;
 }
 
 int run_exit_code(const struct run *r, bool check)

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "reconcile/config.h"
 #include "reconcile/plan.h"
+#include "reconcile/runstate.h"
 #include "reconcile/usbtree.h"
 
 enum vm_state {
@@ -39,7 +40,14 @@ struct vm_run {
 	struct plan plan;
 	struct item_result *res; /* one per plan item */
 	struct item_result ctl;  /* adding Proxmox's controller (plan.add_controller) */
-	char runstate[32];       /* QEMU's, when it was asked ("" if not); see runstate.h */
+	char runstate[RUNSTATE_MAX]; /* QEMU's, when it was asked ("" if not); see runstate.h */
+	/* For publication (run.reread): what the VM holds after this run's
+	 * changes and its run state, both asked on the run's own session
+	 * behind the last change.  Valid only when has_after; owned, freed by
+	 * run_clear. */
+	struct vm_actual after;
+	char after_runstate[RUNSTATE_MAX];
+	bool has_after;
 };
 
 /* What a run cost (reconcile --stats). */
@@ -58,6 +66,9 @@ struct run {
 	bool all;                /* also every VM with a QMP socket but no config */
 	bool quick;              /* a udev event: trust managed ids, read more
 				    only to add (actual.h, ACTUAL_IDS) */
+	bool reread;             /* the run publishes (cluster.h): each VM it
+				    changes is read again behind its changes
+				    (vm_run.after), not on a session of its own */
 	struct config cfg;
 	struct usbtree tree;
 	struct claim *claims;    /* one per tree device */
@@ -94,6 +105,13 @@ void run_record(const struct run *r, const struct trigger *t, bool dry_run, int 
  * read-only, and only when there is such a device; without a history it
  * leaves them unnamed.  Call after run_execute, before output. */
 void run_recall(struct run *r);
+
+/* Did the run change this VM (try any command that changes it)? */
+bool run_vm_changed(const struct vm_run *v);
+
+/* Add what session q cost to s; call before qmp_close (callers that open
+ * sessions of their own for a run count them too). */
+void run_stats_add(struct run_stats *s, const struct qmp *q);
 
 /* A state for people: "config error", "not running", "failed", "running". */
 const char *run_state_name(enum vm_state s);

@@ -1444,6 +1444,91 @@ test_qemu_10_1_falls_back_when_qom_list_get_fails() {
 }
 
 
+# ---- publishing: what a changed VM holds is read on the run's own session ----
+
+# A run that changes a VM reads it again for publication behind its last
+# change, on the same session (runstate with the qtree, then the port
+# counts): no second session.  The shim's log is every command any client
+# sent, so each qmp_capabilities there is one session.
+PUB_VM="-device qemu-xhci,id=xhci,p2=15,p3=15"
+sessions_in_log() { grep -c '^qmp_capabilities$' "$T/shim.$1.log"; }
+
+test_publishing_a_change_reads_on_the_runs_own_session() {
+	export USBSYNC_STATE_DIR=$T/state USBSYNC_NODE=pve1
+	vm_shimmed 100 "$PUB_VM" version 7.2.0
+	conf 100 "3-4.4"
+	ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4 us reconcile --stats
+	expect_rc 0
+	expect_in "$(usb 100)" "usbhost3-4.4 3 4.4 xhci.0 15" "attached"
+	expect_in "$(cat "$T/state/100.json")" '"id":"usbhost3-4.4","bus":"xhci.0","port":15,"hostbus":3,"hostport":"4.4"' "published"
+	expect_eq "$(stat_of qmp_sessions)" 1 "an attach that publishes: sessions"
+	expect_eq "$(sessions_in_log 100)" 1 "sessions QEMU saw"
+	expect_eq "$(shim_log 100)" \
+		"qmp_capabilities qom-list human-monitor-command qom-get qom-get query-status device_add query-status human-monitor-command qom-get qom-get" \
+		"the runstate and the read behind the add"
+	expect_eq "$(stat_of qmp_commands)" 11 "every command counted by --stats"
+
+	# A removal (an audit): the read goes out in the same write as the
+	# device_del, and the runstate after it.
+	conf 100 ""
+	us reconcile --stats
+	expect_rc 0
+	expect_eq "$(usb_ids 100)" "" "removed"
+	expect_in "$(cat "$T/state/100.json")" '"devices":[]' "the empty set published"
+	expect_eq "$(stat_of qmp_sessions)" 1 "a removal that publishes: sessions"
+	expect_eq "$(shim_log 100)" \
+		"qmp_capabilities human-monitor-command query-status device_del query-status human-monitor-command qom-get qom-get" \
+		"the runstate and the read behind the removal"
+	expect_eq "$(stat_of qmp_commands)" 8 "every command counted"
+
+	# Nothing changed but nothing is published either (the file is gone):
+	# the run reads on a session of its own, and counts it.
+	conf 100 "3-4.4"
+	us reconcile
+	rm "$T/state/100.json"
+	: > "$T/shim.100.log"
+	us reconcile --stats
+	expect_rc 0
+	expect_in "$OUT" "nothing to do" "a no-op"
+	expect_in "$(cat "$T/state/100.json")" '"id":"usbhost3-4.4"' "published again"
+	expect_eq "$(sessions_in_log 100)" 2 "the no-op's session, then publication's own"
+	expect_eq "$(stat_of qmp_sessions)" 2 "both counted"
+	expect_eq "$(shim_log 100)" \
+		"qmp_capabilities human-monitor-command qmp_capabilities query-status human-monitor-command qom-get qom-get" \
+		"its runstate first, then the read"
+	expect_eq "$(stat_of qmp_commands)" 7 "every command counted"
+
+	# A run that publishes nothing asks nothing more.
+	us reconcile --stats
+	expect_eq "$(shim_log 100)" "qmp_capabilities human-monitor-command" "a no-op audit"
+	ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.4 us reconcile --stats
+	expect_eq "$(shim_log 100)" "qmp_capabilities qom-list" "a no-op udev run"
+}
+
+# Two VMs changed at once: the one that leaves phase one first closes its
+# monitor while the other is read, and the add phase opens it again; its
+# re-read goes out with its adds there, never on a third session.
+test_publishing_two_changed_vms_reads_each_on_its_runs_sessions() {
+	export USBSYNC_STATE_DIR=$T/state USBSYNC_NODE=pve1
+	vm_shimmed 100 "$PUB_VM" version 7.2.0
+	vm_shimmed 101 "$PUB_VM" version 7.2.0
+	conf 100 "3-4.4"
+	conf 101 "3-4.1.1"
+	us reconcile --stats
+	expect_rc 0
+	expect_in "$(cat "$T/state/100.json")" '"id":"usbhost3-4.4"' "100 published"
+	expect_in "$(cat "$T/state/101.json")" '"id":"usbhost3-4.1.1"' "101 published"
+	local n100 n101 log
+	n100=$(sessions_in_log 100) n101=$(sessions_in_log 101)
+	expect_eq "$(( n100 + n101 ))" 3 "one VM kept its session for the adds, the other opened one more"
+	expect_eq "$(stat_of qmp_sessions)" 3 "as --stats counts them"
+	for vm in 100 101; do
+		log=$(shim_log $vm)
+		expect_in "$log" "device_add query-status human-monitor-command qom-get qom-get" "vm $vm: read behind its add"
+		expect_eq "$(echo "$log" | grep -o query-status | wc -l)" 2 "vm $vm: runstate before and after the change"
+	done
+}
+
 test_metrics_count_devices_by_state_and_runs_by_trigger() {
 	TREE=$TREES/hostile.umockdev
 	vm_start 100
