@@ -175,10 +175,12 @@ static void note(struct copies *c, const char *vm, const char *id, const struct 
 	struct port p;
 
 	*ev = (struct store_event){ .vm = vm, .op = "add", .result = e ? "failed" : "ok" };
-	if (port_from_id(id, &p))
+	if (port_from_id(id, &p)) {
 		ev->port = port_format(&p, c->port[c->n], sizeof c->port[c->n]);
-	else
+	} else {
+		ev->controller = PVE_XHCI_ID;
 		ev->product = PVE_XHCI_DRIVER " " PVE_XHCI_ID " (Proxmox's controller, for a migration)";
+	}
 	if (e) {
 		snprintf(c->error[c->n], sizeof c->error[c->n], "%s", e->msg);
 		ev->error = c->error[c->n];

@@ -789,7 +789,7 @@ static bool controller_event(struct events *x, const char *vm, const struct vm_r
 
 	if (!ev)
 		return false;
-	ev->vm = vm, ev->op = "add";
+	ev->vm = vm, ev->op = "add", ev->controller = PVE_XHCI_ID;
 	ev->product = PVE_XHCI_DRIVER " " PVE_XHCI_ID " (Proxmox's controller, "
 		      PVE_XHCI_PCI_BUS " addr " PVE_XHCI_ADDR ")";
 	if (dry_run || !v->ctl.tried)

@@ -5,9 +5,10 @@
  *     pure read, done before anything that writes (the WAL switch, the
  *     schema); a refused file is closed without a checkpoint, so even a
  *     foreign WAL database keeps its main file byte for byte.
- *  2. The schema is created inside one BEGIN IMMEDIATE transaction that
- *     re-checks it first, so two first runs racing cannot both create it
- *     and a half-created schema is never committed.
+ *  2. The schema is created, or an older one of ours upgraded, inside one
+ *     BEGIN IMMEDIATE transaction that re-checks it first, so two runs
+ *     racing cannot both do it and a half-made schema is never committed.
+ *     A read-only open never upgrades: it reads an older schema as it is.
  *  3. Every value reaches SQL through a bound parameter with an explicit
  *     length; no SQL text is ever built from data.  The product string is
  *     bound as a BLOB: it is whatever bytes the device sent, not UTF-8.
@@ -87,7 +88,9 @@ static bool load_sqlite(const char *path, struct err *e)
 	return true;
 }
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 #define BUSY_TIMEOUT_MS 2000
 /* A WAL past this is checkpointed and truncated by the run that wrote
  * it: ~12 recorded runs of a few events each. */
@@ -96,6 +99,7 @@ static bool load_sqlite(const char *path, struct err *e)
 struct store {
 	sqlite3 *db;
 	char *path;
+	int64_t version; /* its schema: older than SCHEMA_VERSION only read-only */
 };
 
 static const char schema_sql[] =
@@ -120,8 +124,25 @@ static const char schema_sql[] =
 	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);"
 	"CREATE INDEX events_run_id ON events(run_id);"
 	"CREATE INDEX events_vm ON events(vm);"
-	"CREATE INDEX runs_time_ms ON runs(time_ms);"
-	"PRAGMA user_version = 1;";
+	"CREATE INDEX runs_time_ms ON runs(time_ms);";
+
+/* Each step takes a database of schema i to i + 1, inside the
+ * transaction that set it up; a new database is schema 1 taken through
+ * every step, so it is always what an upgraded one is. */
+static const char *const upgrade_sql[SCHEMA_VERSION] = {
+	/* 1 -> 2: the controller an event added, apart from its product
+	 * text, with an index on what holds one.  Schema 1 told a controller
+	 * only by that text: exactly the two constants usbsync wrote for it
+	 * (a reconcile and the migration hook), with no port and no vidpid,
+	 * which no device event lacks; those rows are classified once here. */
+	[1] = "ALTER TABLE events ADD COLUMN controller TEXT;"
+	      "UPDATE events SET controller = 'xhci'"
+	      " WHERE op = 'add' AND port IS NULL AND vidpid IS NULL AND product IN ("
+	      "  CAST('qemu-xhci xhci (Proxmox''s controller, pci.1 addr 0x1b)' AS BLOB),"
+	      "  CAST('qemu-xhci xhci (Proxmox''s controller, for a migration)' AS BLOB));"
+	      "CREATE INDEX events_controller ON events(vm, controller)"
+	      " WHERE controller IS NOT NULL;",
+};
 
 /* ---- errors ---- */
 
@@ -192,9 +213,10 @@ static bool query_int(struct store *s, const char *sql, int64_t *out,
 
 /* ---- schema ---- */
 
-enum schema_state { SCHEMA_EMPTY, SCHEMA_CURRENT };
+enum schema_state { SCHEMA_EMPTY, SCHEMA_OLD, SCHEMA_CURRENT };
 
-/* A pure read: safe on any file, ours or not. */
+/* A pure read: safe on any file, ours or not.  s->version is set to the
+ * schema found (0 for an empty file). */
 static bool check_schema(struct store *s, enum schema_state *state,
 			 struct err *e)
 {
@@ -209,12 +231,13 @@ static bool check_schema(struct store *s, enum schema_state *state,
 		return err_set(e, ERR_DB, "%s: schema version %lld is newer "
 			       "than this usbsync (%d)", s->path,
 			       (long long)version, SCHEMA_VERSION);
+	s->version = version;
 	if (version == 0 && objects == 0) {
 		*state = SCHEMA_EMPTY;
 		return true;
 	}
-	if (version == SCHEMA_VERSION && ours == 3) {
-		*state = SCHEMA_CURRENT;
+	if (version >= 1 && ours == 3) {
+		*state = version == SCHEMA_VERSION ? SCHEMA_CURRENT : SCHEMA_OLD;
 		return true;
 	}
 	return err_set(e, ERR_DB, "%s: not a usbsync database (user_version "
@@ -222,20 +245,31 @@ static bool check_schema(struct store *s, enum schema_state *state,
 		       (long long)version, (long long)objects);
 }
 
-static bool create_schema(struct store *s, struct err *e)
+/* Create the schema, or bring an older one up to date, in one
+ * transaction. */
+static bool update_schema(struct store *s, struct err *e)
 {
 	enum schema_state state;
 	if (!exec(s, "BEGIN IMMEDIATE", e))
 		return false;
-	/* Another first run may have won the race while we waited. */
+	/* Another run may have done it while we waited. */
 	if (!check_schema(s, &state, e))
 		return rollback(s);
 	if (state == SCHEMA_CURRENT)
 		return exec(s, "COMMIT", e) || rollback(s);
-	if (sym_sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (state == SCHEMA_EMPTY &&
+	    sym_sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(s, e, "create schema") || rollback(s);
+	for (int64_t v = state == SCHEMA_EMPTY ? 1 : s->version; v < SCHEMA_VERSION; v++)
+		if (sym_sqlite3_exec(s->db, upgrade_sql[v], NULL, NULL, NULL) != SQLITE_OK)
+			return db_fail(s, e, "upgrade schema") || rollback(s);
+	if (!exec(s, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION), e))
+		return rollback(s);
 	testhook_reached("store:schema");
-	return exec(s, "COMMIT", e) || rollback(s);
+	if (!exec(s, "COMMIT", e))
+		return rollback(s);
+	s->version = SCHEMA_VERSION;
+	return true;
 }
 
 static bool use_wal(struct store *s, struct err *e)
@@ -324,7 +358,7 @@ struct store *store_open(const char *path, struct err *e)
 	enum schema_state state;
 	if (!check_schema(s, &state, e))
 		return refuse(s);
-	if (state == SCHEMA_EMPTY && !create_schema(s, e))
+	if (state != SCHEMA_CURRENT && !update_schema(s, e))
 		return refuse(s);
 	if (!use_wal(s, e) || !exec(s, "PRAGMA synchronous = NORMAL", e) ||
 	    !exec(s, "PRAGMA foreign_keys = ON", e)) {
@@ -394,7 +428,8 @@ static bool bind_event(sqlite3_stmt *st, int64_t run_id,
 	       bind_str(st, 5, ev->vidpid) == SQLITE_OK &&
 	       bind_bytes(st, 6, ev->product) == SQLITE_OK &&
 	       bind_str(st, 7, ev->result) == SQLITE_OK &&
-	       bind_str(st, 8, ev->error) == SQLITE_OK;
+	       bind_str(st, 8, ev->error) == SQLITE_OK &&
+	       bind_str(st, 9, ev->controller) == SQLITE_OK;
 }
 
 static bool insert_events(struct store *s, int64_t run_id,
@@ -403,7 +438,8 @@ static bool insert_events(struct store *s, int64_t run_id,
 {
 	sqlite3_stmt *st;
 	if (!prepare(s, "INSERT INTO events (run_id, vm, op, port, vidpid, "
-		     "product, result, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		     "product, result, error, controller) "
+		     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		     &st, "insert event", e))
 		return false;
 	bool ok = true;
@@ -682,4 +718,38 @@ bool store_last_seen(struct store *s, const char *vm, const char *port,
 		return false;
 	}
 	return each_row(s, st, fn, ctx, e);
+}
+
+/* Through the partial index events_controller: its cost is the VM's
+ * controller events, however long the history. */
+static const char controller_added_sql[] =
+	"SELECT r.time_ms FROM events AS e JOIN runs AS r ON r.id = e.run_id"
+	" WHERE e.vm = ? AND e.controller = ? AND e.op = 'add'"
+	" AND e.result = 'ok' AND r.dry_run = 0 AND r.time_ms >= ?"
+	" ORDER BY r.time_ms DESC, e.id DESC LIMIT 1";
+
+bool store_controller_added(struct store *s, const char *vm, const char *id,
+			    int64_t since_ms, int64_t *time_ms, struct err *e)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*time_ms = 0;
+	if (s->version < 2)
+		return true; /* read-only, not upgraded: none recorded apart */
+	if (!prepare(s, controller_added_sql, &st, "read history", e))
+		return false;
+	if (bind_str(st, 1, vm) != SQLITE_OK || bind_str(st, 2, id) != SQLITE_OK ||
+	    sym_sqlite3_bind_int64(st, 3, since_ms) != SQLITE_OK) {
+		db_fail(s, e, "bind history query");
+		sym_sqlite3_finalize(st);
+		return false;
+	}
+	rc = sym_sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*time_ms = sym_sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		db_fail(s, e, "read history");
+	sym_sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }

@@ -23,11 +23,12 @@ struct store;
 /* Open (creating the file, its parent directory with mode 0700, and the
  * schema if needed) the database at `path`.  Returns an owned handle or
  * NULL with `e` set (ERR_DB, naming the path).  A file that is not a
- * usbsync database, or has a newer schema, is refused and left alone. */
+ * usbsync database, or has a newer schema, is refused and left alone; an
+ * older schema of ours is upgraded. */
 struct store *store_open(const char *path, struct err *e);
 
-/* Open an existing database read-only (for `history`); NULL with e set if
- * it does not exist. */
+/* Open an existing database read-only (for `history`, `status`); NULL
+ * with e set if it does not exist.  An older schema is read as it is. */
 struct store *store_open_readonly(const char *path, struct err *e);
 
 /* Close; NULL is a no-op. */
@@ -52,6 +53,9 @@ struct store_event {
 	const char *product; /* raw device string or NULL */
 	const char *result;  /* "ok", "failed", "planned" */
 	const char *error;   /* error text or NULL */
+	/* The id of the USB controller an "add" put in the VM ("xhci"), NULL
+	 * for a device: what store_controller_added looks for. */
+	const char *controller;
 };
 
 /* Store a run and its events in one transaction.  Returns the new run's
@@ -115,5 +119,14 @@ bool store_history(struct store *s, const struct store_query *q,
  * Costs the VM's events since then, not the whole history. */
 bool store_last_seen(struct store *s, const char *vm, const char *port,
 		     store_row_fn fn, void *ctx, struct err *e);
+
+/* The time of the newest run at or after since_ms (ms since the epoch)
+ * that added USB controller `id` to `vm` and succeeded (an event with
+ * that .controller, op "add", result "ok", not a dry run) into *time_ms;
+ * 0 when there is none.  A database of the schema before controllers
+ * were recorded apart, opened read-only (so not upgraded), has none.
+ * Costs the VM's controller events, not the whole history. */
+bool store_controller_added(struct store *s, const char *vm, const char *id,
+			    int64_t since_ms, int64_t *time_ms, struct err *e);
 
 #endif

@@ -224,16 +224,18 @@ static double now_s(void)
 
 /* ---- schema and files ---- */
 
-Test(store, first_open_creates_schema_with_user_version_1)
+Test(store, first_open_creates_schema_with_user_version_2)
 {
 	store_close(open_ok());
-	cr_assert_eq(raw_int(dbpath, "PRAGMA user_version"), 1);
+	cr_assert_eq(raw_int(dbpath, "PRAGMA user_version"), 2);
 	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM sqlite_master "
 			     "WHERE type = 'table' AND name IN "
 			     "('runs', 'events', 'meta')"), 3);
 	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM sqlite_master "
 			     "WHERE type = 'index' AND name IN ('events_run_id',"
-			     " 'events_vm', 'runs_time_ms')"), 3);
+			     " 'events_vm', 'runs_time_ms', 'events_controller')"), 4);
+	cr_assert_eq(raw_int(dbpath, "SELECT count(*) FROM pragma_table_info('events')"
+			     " WHERE name = 'controller'"), 1);
 }
 
 Test(store, first_open_creates_missing_parent_directory_with_mode_0700)
@@ -344,14 +346,14 @@ Test(store, refuses_garbage_file_and_leaves_it_byte_identical)
 Test(store, refuses_newer_schema_version_and_leaves_it_alone)
 {
 	store_close(open_ok());
-	raw_exec(dbpath, "PRAGMA user_version = 2");
+	raw_exec(dbpath, "PRAGMA user_version = 3");
 	size_t len;
 	char *before = slurp(dbpath, &len);
 
-	assert_refused("schema version 2 is newer than this usbsync");
+	assert_refused("schema version 3 is newer than this usbsync");
 	struct err e = {0};
 	cr_assert_null(store_open_readonly(dbpath, &e));
-	cr_assert(strstr(e.msg, "schema version 2"), "%s", e.msg);
+	cr_assert(strstr(e.msg, "schema version 3"), "%s", e.msg);
 
 	assert_same_file(dbpath, before, len);
 	free(before);
@@ -773,6 +775,121 @@ Test(store, last_seen_is_the_newest_device_on_exactly_that_port_of_that_vm)
 	cr_assert(store_last_seen(s, "100", "5-1", collect, &rs, &e), "%s", e.msg);
 	cr_expect_eq(rs.n, 0, "nothing was ever seen on 5-1");
 	store_close(s);
+}
+
+/* ---- controllers ---- */
+
+#define XHCI_TEXT "qemu-xhci xhci (Proxmox's controller, pci.1 addr 0x1b)"
+
+/* One run at time t holding one event for controller "xhci" of vm. */
+static void record_controller(struct store *s, int64_t t, const char *vm, const char *result,
+			      bool dry_run)
+{
+	struct store_run run = { .time_ms = t, .trigger = "timer", .dry_run = dry_run };
+	struct store_event ev = { .vm = vm, .op = "add", .product = XHCI_TEXT,
+				  .result = result, .controller = "xhci" };
+	struct err e = {0};
+	cr_assert(store_record_run(s, &run, &ev, 1, NULL, &e), "%s", e.msg);
+}
+
+static int64_t controller_added(struct store *s, const char *vm, const char *id, int64_t since)
+{
+	int64_t t = -1;
+	struct err e = {0};
+	cr_assert(store_controller_added(s, vm, id, since, &t, &e), "%s", e.msg);
+	return t;
+}
+
+Test(store, controller_added_is_the_newest_successful_add_of_that_controller_to_that_vm_since_a_time)
+{
+	struct store *s = open_ok();
+	record_controller(s, 1000, "100", "ok", false);
+	record_controller(s, 2000, "100", "ok", false);
+	record_controller(s, 3000, "100", "failed", false);
+	record_controller(s, 4000, "100", "planned", true);
+	record_controller(s, 5000, "101", "ok", false);
+	/* Product text alone says nothing: a device may be named anything. */
+	struct store_event dev = { .vm = "100", .op = "add", .port = "3-4", .vidpid = "1234:5678",
+				   .product = XHCI_TEXT, .result = "ok" };
+	record_ok(s, 6000, &dev, 1);
+	struct store_event bare = { .vm = "100", .op = "add", .product = XHCI_TEXT, .result = "ok" };
+	record_ok(s, 7000, &bare, 1);
+
+	cr_expect_eq(controller_added(s, "100", "xhci", 0), 2000);
+	cr_expect_eq(controller_added(s, "100", "xhci", 2000), 2000, "since is inclusive");
+	cr_expect_eq(controller_added(s, "100", "xhci", 1500), 2000);
+	cr_expect_eq(controller_added(s, "100", "xhci", 2001), 0,
+		     "a failed add or a dry run's does not count");
+	cr_expect_eq(controller_added(s, "101", "xhci", 0), 5000);
+	cr_expect_eq(controller_added(s, "10", "xhci", 0), 0, "the VM is matched exactly");
+	cr_expect_eq(controller_added(s, "100", "xhci2", 0), 0, "the id is matched exactly");
+	store_close(s);
+}
+
+/* Schema 1 exactly as usbsync wrote it, with what it recorded: a
+ * reconcile's controller add, the migration hook's, a device whose name
+ * is the same text, a failed controller add. */
+static const char schema_1_sql[] =
+	"CREATE TABLE runs (id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL,"
+	" trigger TEXT NOT NULL, udev_action TEXT, devpath TEXT,"
+	" dry_run INTEGER NOT NULL, exit_code INTEGER NOT NULL);"
+	"CREATE TABLE events (id INTEGER PRIMARY KEY,"
+	" run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	" vm TEXT NOT NULL, op TEXT NOT NULL, port TEXT, vidpid TEXT,"
+	" product BLOB, result TEXT NOT NULL, error TEXT);"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);"
+	"CREATE INDEX events_run_id ON events(run_id);"
+	"CREATE INDEX events_vm ON events(vm);"
+	"CREATE INDEX runs_time_ms ON runs(time_ms);"
+	"PRAGMA user_version = 1;"
+	"INSERT INTO runs VALUES (1, 1000, 'udev', 'add', '/x', 0, 0), (2, 2000, 'hook', NULL, NULL, 0, 0),"
+	" (3, 3000, 'timer', NULL, NULL, 0, 0), (4, 4000, 'timer', NULL, NULL, 0, 1);"
+	"INSERT INTO events (run_id, vm, op, port, vidpid, product, result, error) VALUES"
+	" (1, '100', 'add', NULL, NULL, CAST('" "qemu-xhci xhci (Proxmox''s controller, pci.1 addr 0x1b)"
+	"' AS BLOB), 'ok', NULL),"
+	" (1, '100', 'add', '3-4', '1234:5678', CAST('x' AS BLOB), 'ok', NULL),"
+	" (2, '101', 'add', NULL, NULL, CAST('qemu-xhci xhci (Proxmox''s controller, for a migration)'"
+	" AS BLOB), 'ok', NULL),"
+	" (3, '102', 'add', '3-4', '1234:5678', CAST('" "qemu-xhci xhci (Proxmox''s controller, pci.1 addr 0x1b)"
+	"' AS BLOB), 'ok', NULL),"
+	" (4, '100', 'add', NULL, NULL, CAST('" "qemu-xhci xhci (Proxmox''s controller, pci.1 addr 0x1b)"
+	"' AS BLOB), 'failed', 'Duplicate ID');";
+
+Test(store, schema_1_database_is_upgraded_keeping_its_history_and_its_controller_adds)
+{
+	raw_exec(dbpath, schema_1_sql);
+	struct store *s = open_ok();
+	cr_assert_eq(raw_int(dbpath, "PRAGMA user_version"), 2);
+	cr_expect_eq(controller_added(s, "100", "xhci", 0), 1000, "a reconcile's add");
+	cr_expect_eq(controller_added(s, "101", "xhci", 0), 2000, "the migration hook's add");
+	cr_expect_eq(controller_added(s, "102", "xhci", 0), 0, "a device is no controller");
+	cr_expect_eq(raw_int(dbpath, "SELECT count(*) FROM events WHERE controller = 'xhci'"), 3,
+		     "the failed add is a controller's too");
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	assert_times(&rs, (int64_t[]){ 4000, 3000, 2000, 1000, 1000 }, 5);
+	record_controller(s, 5000, "100", "ok", false);
+	cr_expect_eq(controller_added(s, "100", "xhci", 0), 5000, "written after the upgrade");
+	store_close(s);
+	store_close(open_ok()); /* opening again changes nothing */
+	cr_expect_eq(raw_int(dbpath, "SELECT count(*) FROM events WHERE controller = 'xhci'"), 4);
+}
+
+Test(store, readonly_open_reads_a_schema_1_database_as_it_is)
+{
+	raw_exec(dbpath, schema_1_sql);
+	size_t len;
+	char *before = slurp(dbpath, &len);
+	struct err e = {0};
+	struct store *s = store_open_readonly(dbpath, &e);
+	cr_assert_not_null(s, "%s", e.msg);
+	struct rows rs = {0};
+	history_ok(s, NULL, &rs);
+	cr_expect_eq(rs.n, 5);
+	cr_expect_eq(controller_added(s, "100", "xhci", 0), 0, "not known until upgraded");
+	store_close(s);
+	assert_same_file(dbpath, before, len);
+	free(before);
 }
 
 /* ---- cost as history grows ---- */
