@@ -706,17 +706,27 @@ static const char last_seen_sql[] =
 	" WHERE e.vm = ? AND e.port = ? AND e.vidpid IS NOT NULL"
 	" ORDER BY e.id DESC LIMIT 1";
 
+/* A query of one VM's events: ?1 the VM, ?2 `key`, ?3 *since unless
+ * since is NULL. */
+static bool prepare_vm_query(struct store *s, const char *sql, const char *vm, const char *key,
+			     const int64_t *since, sqlite3_stmt **st, struct err *e)
+{
+	if (!prepare(s, sql, st, "read history", e))
+		return false;
+	if (bind_str(*st, 1, vm) == SQLITE_OK && bind_str(*st, 2, key) == SQLITE_OK &&
+	    (!since || sym_sqlite3_bind_int64(*st, 3, *since) == SQLITE_OK))
+		return true;
+	db_fail(s, e, "bind history query");
+	sym_sqlite3_finalize(*st);
+	return false;
+}
+
 bool store_last_seen(struct store *s, const char *vm, const char *port,
 		     store_row_fn fn, void *ctx, struct err *e)
 {
 	sqlite3_stmt *st;
-	if (!prepare(s, last_seen_sql, &st, "read history", e))
+	if (!prepare_vm_query(s, last_seen_sql, vm, port, NULL, &st, e))
 		return false;
-	if (bind_str(st, 1, vm) != SQLITE_OK || bind_str(st, 2, port) != SQLITE_OK) {
-		db_fail(s, e, "bind history query");
-		sym_sqlite3_finalize(st);
-		return false;
-	}
 	return each_row(s, st, fn, ctx, e);
 }
 
@@ -737,14 +747,8 @@ bool store_controller_added(struct store *s, const char *vm, const char *id,
 	*time_ms = 0;
 	if (s->version < 2)
 		return true; /* read-only, not upgraded: none recorded apart */
-	if (!prepare(s, controller_added_sql, &st, "read history", e))
+	if (!prepare_vm_query(s, controller_added_sql, vm, id, &since_ms, &st, e))
 		return false;
-	if (bind_str(st, 1, vm) != SQLITE_OK || bind_str(st, 2, id) != SQLITE_OK ||
-	    sym_sqlite3_bind_int64(st, 3, since_ms) != SQLITE_OK) {
-		db_fail(s, e, "bind history query");
-		sym_sqlite3_finalize(st);
-		return false;
-	}
 	rc = sym_sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*time_ms = sym_sqlite3_column_int64(st, 0);

@@ -123,7 +123,7 @@ bool store_last_seen(struct store *s, const char *vm, const char *port,
 /* The time of the newest run at or after since_ms (ms since the epoch)
  * that added USB controller `id` to `vm` and succeeded (an event with
  * that .controller, op "add", result "ok", not a dry run) into *time_ms;
- * 0 when there is none.  A database of the schema before controllers
+ * 0 when there is none, and when it fails.  A database of the schema before controllers
  * were recorded apart, opened read-only (so not upgraded), has none.
  * Costs the VM's controller events, not the whole history. */
 bool store_controller_added(struct store *s, const char *vm, const char *id,
