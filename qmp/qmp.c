@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -758,6 +759,35 @@ struct qmp *qmp_open(const char *path, int timeout_ms, struct err *e)
 		return NULL;
 	}
 	return q;
+}
+
+/* The socket file's modification time, rather than the start time of the
+ * QEMU process (its pid by SO_PEERCRED on a session, then field 22 of
+ * /proc/<pid>/stat):
+ *  - QEMU binds the socket while it starts, before any device is made,
+ *    and removes a stale file first (a restart, even after SIGKILL, gets
+ *    a new one); nothing writes to the file after, whatever the socket
+ *    carries, so its mtime is when this QEMU began listening.
+ *  - It is on the wall clock history's times are on, to the kernel's
+ *    tick.  /proc gives clock ticks since boot, which need the boot time
+ *    (btime in /proc/stat, whole seconds, recomputed from a wall clock
+ *    that NTP may have moved since) to compare with history: up to a
+ *    second off either way.
+ *  - It needs no session (a QMP socket serves one client at a time) and
+ *    no /proc of the right pid namespace.
+ * Someone could touch the file: callers that act on it confirm it (for a
+ * device, QOM's `hotplugged`). */
+bool qmp_listening_since(const char *path, int64_t *time_ms, struct err *e)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return err_set(e, errno == ENOENT ? ERR_NOT_RUNNING : ERR_IO, "%s: %s", path,
+			       strerror(errno));
+	if (!S_ISSOCK(st.st_mode))
+		return err_set(e, ERR_IO, "%s: not a socket", path);
+	*time_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+	return true;
 }
 
 void qmp_close(struct qmp *q)

@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 #include "qmp/json.h"
@@ -56,6 +57,14 @@ struct qmp *qmp_open(const char *path, int timeout_ms, struct err *e);
 
 /* Disconnect and free; NULL is a no-op. */
 void qmp_close(struct qmp *q);
+
+/* Since when (ms since the epoch) a QEMU has been listening on the QMP
+ * socket at `path`: the time QEMU made the socket file, which it does
+ * while it starts, before any device exists (qmp.c says why this clock).
+ * Every device added over QMP to the QEMU there now came after it.
+ * False with `e` set when `path` is not a socket: ERR_NOT_RUNNING when it
+ * does not exist, ERR_IO otherwise. */
+bool qmp_listening_since(const char *path, int64_t *time_ms, struct err *e);
 
 /* False, with `e` saying why, when the session broke (timeout, EOF, bad
  * framing) or the negotiation or the current operation failed (see

@@ -82,6 +82,46 @@ Test(qmp, regular_file_is_not_running)
 	open_fails(ERR_NOT_RUNNING, TIMEOUT_MS, &e);
 }
 
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+Test(qmp, listening_since_is_when_the_socket_was_bound_and_only_a_socket_has_one)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct err e = { 0 };
+	int64_t t = 0, before, after;
+
+	cr_assert_not(qmp_listening_since(srv.path, &t, &e));
+	cr_expect_eq(e.kind, ERR_NOT_RUNNING, "missing: %s", e.msg);
+	cr_expect(strstr(e.msg, srv.path), "names the path: %s", e.msg);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", srv.path);
+	/* File times come from the kernel's tick: up to a few ms behind. */
+	before = wall_ms() - 20;
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(listen(fd, 1), 0);
+	after = wall_ms();
+	usleep(50000);
+	int c = socket(AF_UNIX, SOCK_STREAM, 0); /* a client changes nothing */
+	cr_assert_eq(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(write(c, "x", 1), 1);
+	close(c);
+	cr_assert(qmp_listening_since(srv.path, &t, &e), "%s", e.msg);
+	cr_expect(t >= before && t <= after, "%lld not in [%lld, %lld]", (long long)t,
+		  (long long)before, (long long)after);
+	close(fd);
+	unlink(srv.path);
+	close(open(srv.path, O_CREAT | O_WRONLY, 0600));
+	cr_assert_not(qmp_listening_since(srv.path, &t, &e));
+	cr_expect_eq(e.kind, ERR_IO);
+	cr_expect(strstr(e.msg, "not a socket"), "%s", e.msg);
+}
+
 Test(qmp, overlong_path_is_refused_naming_it)
 {
 	char path[300];
