@@ -31,14 +31,12 @@ bool history_prune(const struct globals *g, int64_t before_ms, bool quiet)
 	return ok;
 }
 
-static void fmt_time(int64_t ms, char *buf, size_t n);
-
 static void print_last_run(int64_t ms)
 {
 	char when[32];
 
 	if (ms) {
-		fmt_time(ms, when, sizeof when);
+		out_time(ms, when);
 		printf("last run: %s\n", when);
 	}
 }
@@ -70,15 +68,6 @@ static bool valid_vidpid(const char *s)
 	return true;
 }
 
-static void fmt_time(int64_t ms, char *buf, size_t n)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (!localtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm))
-		snprintf(buf, n, "%lld", (long long)ms);
-}
-
 struct print_ctx {
 	bool json;
 	size_t n;
@@ -89,7 +78,7 @@ static void json_row(const struct store_row *row, size_t n)
 {
 	char when[32];
 
-	fmt_time(row->time_ms, when, sizeof when);
+	out_time(row->time_ms, when);
 	printf("%s{\"run\":%lld,\"time_ms\":%lld,\"time\":", n ? "," : "",
 	       (long long)row->run_id, (long long)row->time_ms);
 	out_json_str(stdout, when);
@@ -113,7 +102,7 @@ static bool print_row(const struct store_row *row, void *arg)
 		json_row(row, c->n++);
 		return true;
 	}
-	fmt_time(row->time_ms, when, sizeof when);
+	out_time(row->time_ms, when);
 	snprintf(trig, sizeof trig, "%s%s%s%s", row->trigger, row->dry_run ? " (dry run)" : "",
 		 row->udev_action ? " " : "", row->udev_action ? row->udev_action : "");
 	snprintf(result, sizeof result, "%s%s%s", row->result, row->error ? ": " : "",

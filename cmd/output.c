@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/grow.h"
 #include "common/text.h"
@@ -129,6 +130,16 @@ const char *out_vidpid(const struct usbdev *d, char buf[10])
 	return buf;
 }
 
+const char *out_time(int64_t ms, char buf[32])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, 32, "%lld", (long long)ms);
+	return buf;
+}
+
 /* ---- a run as JSON ------------------------------------------------------ */
 
 static void json_kv_str(FILE *f, const char *key, const char *val, bool comma)
@@ -198,6 +209,22 @@ static void json_vm_config(FILE *f, const struct vm_config *vc)
 	json_kv_str(f, "warning", vc->pve.warn.kind ? vc->pve.warn.msg : NULL, true);
 }
 
+/* Proxmox's controller, when usbsync added it to this QEMU (status). */
+static void json_ctl_added(FILE *f, const struct vm_run *v)
+{
+	char when[32];
+
+	if (!v->ctl_added_ms) {
+		fputs("\"controller_added\":null,", f);
+		return;
+	}
+	fprintf(f, "\"controller_added\":{\"id\":\"%s\",\"driver\":\"%s\",\"bus\":\"%s\","
+		"\"addr\":\"%s\",\"time_ms\":%lld,\"time\":", PVE_XHCI_ID, PVE_XHCI_DRIVER,
+		PVE_XHCI_PCI_BUS, PVE_XHCI_ADDR, (long long)v->ctl_added_ms);
+	out_json_str(f, out_time(v->ctl_added_ms, when));
+	fputs("},", f);
+}
+
 void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 {
 	fprintf(f, "{\"dry_run\":%s,\"exit_code\":%d,", dry_run ? "true" : "false", exit_code);
@@ -213,6 +240,8 @@ void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code)
 		json_kv_str(f, "runstate", v->runstate[0] ? v->runstate : NULL, true);
 		json_kv_str(f, "add_controller", v->state != VM_RUNNING || !v->plan.add_controller ? NULL
 				 : !r->apply || !v->ctl.tried ? "planned" : v->ctl.ok ? "ok" : "failed", true);
+		if (r->ctl_recalled)
+			json_ctl_added(f, v);
 		fputs("\"items\":[", f);
 		for (size_t i = 0; v->state == VM_RUNNING && i < v->plan.n; i++) {
 			if (i)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cmd/run.h"
@@ -29,6 +30,10 @@ void out_run_json(FILE *f, const struct run *r, bool dry_run, int exit_code);
 
 /* What happened to item i of v: "ok", "failed", "planned", or NULL. */
 const char *out_item_result(const struct run *r, const struct vm_run *v, size_t i);
+
+/* A time (ms since the epoch) for people, local time
+ * "2026-11-25 17:05:09", into buf[32]. */
+const char *out_time(int64_t ms, char buf[32]);
 
 /* "046d:c52b" into buf[10]. */
 const char *out_vidpid(const struct usbdev *d, char buf[10]);

@@ -20,6 +20,7 @@
 
 #include "qmp/qmp.h"
 #include "reconcile/actual.h"
+#include "reconcile/origin.h"
 #include "reconcile/peer.h"
 #include "reconcile/port.h"
 #include "reconcile/pveconf.h"
@@ -733,6 +734,82 @@ void run_recall(struct run *r)
 		}
 	}
 	store_close(db);
+}
+
+/* Proxmox's controller, as the VM's full read (status) found it. */
+static bool holds_pve_xhci(const struct vm_actual *a)
+{
+	for (size_t b = 0; b < a->nbuses; b++)
+		if (a->buses[b].kind == HC_XHCI && strcmp(a->buses[b].ctrl, PVE_XHCI_ID) == 0)
+			return true;
+	return false;
+}
+
+/* The VMs whose controller history says usbsync added since their QEMU
+ * started, in added[k] (0: not); false when there is none or no history. */
+static bool ctl_history(const struct run *r, int64_t *added)
+{
+	struct store *db = NULL;
+	bool any = false;
+
+	for (size_t k = 0; k < r->nvms; k++) {
+		const struct vm_run *v = &r->vms[k];
+		char path[PATH_MAX];
+		int64_t since;
+		if (v->state != VM_RUNNING || !holds_pve_xhci(&v->actual))
+			continue;
+		socket_path(r, v, path, sizeof path);
+		if (!qmp_listening_since(path, &since, NULL))
+			continue;
+		if (!db && !(db = store_open_readonly(r->g->db, NULL)))
+			return false; /* no history yet: nothing to tell */
+		/* 0 when history cannot say: nothing to tell either. */
+		store_controller_added(db, vm_name(r, v), PVE_XHCI_ID, since, &added[k], NULL);
+		any |= added[k] != 0;
+	}
+	store_close(db);
+	return any;
+}
+
+/* QEMU's word, for each VM with added[k], that its controller was
+ * hot-plugged: one command each, every VM at once. */
+static void ctl_confirm(struct run *r, const int64_t *added)
+{
+	struct qmp **q = calloc(r->nvms + 1, sizeof *q);
+	struct qmp_result *res = calloc(r->nvms + 1, sizeof *res);
+	bool *hot = calloc(r->nvms + 1, sizeof *hot);
+
+	for (size_t k = 0; q && res && hot && k < r->nvms; k++) {
+		char path[PATH_MAX];
+		if (!added[k])
+			continue;
+		socket_path(r, &r->vms[k], path, sizeof path);
+		if ((q[k] = qmp_start(path, r->g->timeout_ms, NULL)))
+			origin_queue(q[k], PVE_XHCI_ID, &hot[k], &res[k]);
+	}
+	if (q && res && hot)
+		qmp_drive(q, r->nvms, NULL, NULL);
+	for (size_t k = 0; q && res && hot && k < r->nvms; k++) {
+		if (!q[k])
+			continue;
+		if (res[k].done && res[k].ok && hot[k])
+			r->vms[k].ctl_added_ms = added[k];
+		run_stats_add(&r->stats, q[k]);
+		qmp_close(q[k]);
+	}
+	free(q);
+	free(res);
+	free(hot);
+}
+
+void run_recall_controller(struct run *r)
+{
+	int64_t *added = calloc(r->nvms + 1, sizeof *added);
+
+	r->ctl_recalled = true;
+	if (added && ctl_history(r, added))
+		ctl_confirm(r, added);
+	free(added);
 }
 
 static bool item_event(struct events *x, const char *vm, const struct plan_item *it,

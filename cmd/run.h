@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cmd/cli.h"
 #include "common/err.h"
@@ -48,6 +49,10 @@ struct vm_run {
 	struct vm_actual after;
 	char after_runstate[RUNSTATE_MAX];
 	bool has_after;
+	/* When usbsync added Proxmox's controller this QEMU holds, as history
+	 * recorded it (ms since the epoch); 0 when it did not or it cannot be
+	 * told (run_recall_controller). */
+	int64_t ctl_added_ms;
 };
 
 /* What a run cost (reconcile --stats). */
@@ -77,6 +82,7 @@ struct run {
 	struct err err;          /* run-wide failure (tree or config dir) */
 	bool failed_global;
 	bool vm_names_bad;       /* some config file has an invalid VM name */
+	bool ctl_recalled;       /* run_recall_controller filled ctl_added_ms */
 	struct run_stats stats;
 };
 
@@ -112,6 +118,17 @@ bool run_vm_changed(const struct vm_run *v);
 /* Add what session q cost to s; call before qmp_close (callers that open
  * sessions of their own for a run count them too). */
 void run_stats_add(struct run_stats *s, const struct qmp *q);
+
+/* For each running VM holding Proxmox's controller (PVE_XHCI_ID), whether
+ * usbsync added it to the QEMU running now, and when (ctl_added_ms).  All
+ * must agree: history has a successful add of it to that VM at or after
+ * this QEMU began listening on its QMP socket (qmp_listening_since, so an
+ * add to an earlier QEMU of the same VM does not count), and QEMU says
+ * the device was hot-plugged, not on its command line (origin.h).  Opens
+ * the history read-only and, for each VM it names, a session of one
+ * command, all VMs at once; when any of them cannot tell, says nothing.
+ * Call after run_execute, before output; not on the reconcile path. */
+void run_recall_controller(struct run *r);
 
 /* A state for people: "config error", "not running", "failed", "running". */
 const char *run_state_name(enum vm_state s);

@@ -24,7 +24,7 @@ static void print_vm_notes(const struct vm_config *vc)
 static void print_vm(const struct run *r, const struct vm_run *v)
 {
 	struct table *t;
-	char port[PORT_STR_MAX], vp[10], detail[ERR_MSG_MAX + 64];
+	char port[PORT_STR_MAX], vp[10], detail[ERR_MSG_MAX + 64], when[32];
 
 	if (v->state == VM_MIGRATING) {
 		printf("vm %s: migrating (runstate %s): left as it is\n", r->cfg.vms[v->vm].vm,
@@ -40,6 +40,9 @@ static void print_vm(const struct run *r, const struct vm_run *v)
 	printf("vm %s: running, %zu change%s pending\n", r->cfg.vms[v->vm].vm,
 	       plan_changes(&v->plan), plan_changes(&v->plan) == 1 ? "" : "s");
 	print_vm_notes(&r->cfg.vms[v->vm]);
+	if (v->ctl_added_ms)
+		printf("  controller " PVE_XHCI_ID " (" PVE_XHCI_DRIVER " on " PVE_XHCI_PCI_BUS " addr "
+		       PVE_XHCI_ADDR "): added by usbsync at %s\n", out_time(v->ctl_added_ms, when));
 	if (v->plan.add_controller)
 		printf("  would add Proxmox's USB controller " PVE_XHCI_ID " (" PVE_XHCI_DRIVER " on "
 		       PVE_XHCI_PCI_BUS " addr " PVE_XHCI_ADDR ") for the devices below\n");
@@ -105,6 +108,7 @@ int cmd_status(int argc, char **argv, const struct globals *g)
 	cli_config_warnings(&r.cfg);
 	int rc = run_exit_code(&r, false);
 	run_recall(&r);
+	run_recall_controller(&r);
 	if (json) {
 		out_run_json(stdout, &r, true, rc);
 	} else {

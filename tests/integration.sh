@@ -530,6 +530,68 @@ test_proxmox_unplugging_its_xhci_gets_it_back_with_the_devices() {
 	expect_eq "$(peek_status "$T/qmp/100.qmp")" "running" "still running"
 }
 
+# ctl_added_at: the time of the newest controller add history holds, as
+# status prints it (history --json's "time" of that row)
+ctl_added_at() {
+	history_json --vm "$1" | python3 -c 'import json, sys
+rows = [r for r in json.load(sys.stdin) if r["op"] == "add" and r["port"] is None and r["result"] == "ok"]
+print(rows[0]["time"] if rows else "")'
+}
+ctl_json() { echo "$OUT" | python3 -c 'import json, sys; print(json.dumps([v.get("controller_added", "absent") for v in json.load(sys.stdin)["vms"]]))'; }
+
+test_status_says_usbsync_added_proxmox_controller_to_this_qemu_only() {
+	pve_vm_start 100
+	conf 100 "3-4"
+	us status
+	expect_in "$OUT" "would add Proxmox's USB controller xhci" "planned"
+	expect_not_in "$OUT" "added by usbsync" "not yet added"
+	us reconcile
+	expect_rc 0
+	local at
+	at=$(ctl_added_at 100)
+	[ -n "$at" ] || fail "history has no controller add"
+	us status
+	expect_rc 0
+	expect_in "$OUT" "  controller xhci (qemu-xhci on pci.1 addr 0x1b): added by usbsync at $at" "status says who added it"
+	expect_not_in "$OUT" "would add Proxmox's USB controller" "no longer planned"
+	us status --json
+	expect_in "$(ctl_json)" '[{"id": "xhci", "driver": "qemu-xhci", "bus": "pci.1", "addr": "0x1b", "time_ms": ' "json"
+	expect_in "$(ctl_json)" "\"time\": \"$at\"}]" "json time"
+	us reconcile --json
+	expect_eq "$(ctl_json)" '["absent"]' "reconcile does not ask"
+
+	# The same VM restarted (same name, same socket) with Proxmox's xhci on
+	# its command line: history's add was to the QEMU before.
+	vm_stop 100
+	vm_start 100 -readconfig "$TOP/tests/pve-q35.cfg" -device qemu-xhci,p2=15,p3=15,id=xhci,bus=pci.1,addr=0x1b
+	us status
+	expect_rc 0
+	expect_in "$OUT" "vm 100: running" "restarted"
+	expect_not_in "$OUT" "added by usbsync" "Proxmox's own controller"
+	us status --json
+	expect_eq "$(ctl_json)" '[null]' "json: not usbsync's"
+	# Even when the socket's time says otherwise (a clock stepped back),
+	# QEMU knows the controller came with it.
+	touch -d "@$(( $(date +%s) - 3600 ))" "$T/qmp/100.qmp"
+	us status
+	expect_not_in "$OUT" "added by usbsync" "on the command line"
+
+	# Restarted without one, and Proxmox hot-adds its own (a usbN
+	# hot-plugged): hot-plugged, but not by usbsync.
+	vm_stop 100
+	pve_vm_start 100
+	qmp_run 100 '{"execute":"device_add","arguments":{"driver":"qemu-xhci","id":"xhci","p2":15,"p3":15,"bus":"pci.1","addr":"0x1b"}}'
+	us status
+	expect_rc 0
+	expect_not_in "$OUT" "added by usbsync" "Proxmox hot-added it"
+
+	# Without history, status says nothing about it and warns of nothing.
+	rm -rf "$T/db"
+	us status --json
+	expect_eq "$(ctl_json)" '[null]' "no history"
+	expect_eq "$ERR" "" "no warning"
+}
+
 test_controller_none_or_plain_qemu_keeps_the_ehci_behaviour() {
 	pve_vm_start 100
 	conf 100 "controller none
@@ -609,6 +671,36 @@ test_live_migration_target_gets_the_published_set_then_its_own() {
 	expect_rc 0
 	expect_eq "$("$PEEK" "$T/node2/qmp/100.qmp" usb | cut -d' ' -f1-3)" "usbhost3-4.4 3 4.4" "pve2's own set"
 	expect_in "$(cat "$T/state/100.json")" '"node":"pve2"' "published by the new node"
+}
+
+test_status_counts_the_controller_the_migration_hook_added() {
+	mkdir -p "$T/state" "$T/node2/qmp" "$T/node2/cfg"
+	chmod 700 "$T/node2/cfg"
+	export USBSYNC_STATE_DIR=$T/state
+	pve_vm_start 100
+	conf 100 "3-4"
+	USBSYNC_NODE=pve1 us reconcile
+	expect_rc 0
+	expect_in "$(cat "$T/state/100.json")" '"controller"' "Proxmox's controller is published"
+	# The target, a Proxmox VM without usbN, waits for the stream; node
+	# pve2 keeps its own history.
+	qemu_paused "$T/node2/qmp/100.qmp" "$T/target.pid" -readconfig "$TOP/tests/pve-q35.cfg" \
+		-device usb-tablet,id=tablet,bus=ehci.0,port=1 -incoming "unix:$T/mig.sock" || fail "target did not start"
+	VMPIDS="$VMPIDS $(cat "$T/target.pid")"
+	cp "$T/cfg/100.usb.conf" "$T/node2/cfg/"
+	PVE_MIGRATED_FROM=pve1 USBSYNC_DB=$T/node2/db/history.db on_node2 us hook 100 post-start
+	expect_rc 0
+	expect_in "$OUT" "vm 100: added qemu-xhci xhci on pci.1" "the hook adds the controller"
+	local at
+	at=$(USBSYNC_DB=$T/node2/db/history.db ctl_added_at 100)
+	[ -n "$at" ] || fail "pve2's history has no controller add"
+	"$PEEK" "$T/qmp/100.qmp" run "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$T/mig.sock\"}}" > /dev/null \
+		|| fail "migrate refused"
+	migrated() { "$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}' | grep -q '"status": "completed"'; }
+	wait_until 20000 migrated || fail "migration: $("$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}')"
+	expect_eq "$(peek_status "$T/node2/qmp/100.qmp")" "prelaunch" "the target has the VM"
+	USBSYNC_DB=$T/node2/db/history.db on_node2 us status
+	expect_in "$OUT" "  controller xhci (qemu-xhci on pci.1 addr 0x1b): added by usbsync at $at" "the hook's add counts"
 }
 
 test_bad_state_files_and_dirs_never_keep_devices_from_vms() {
