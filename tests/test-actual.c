@@ -2,7 +2,8 @@
  * devices (reconcile/actual.h), against a scripted fake monitor
  * (tests/helpers/fake-qmp.h) and a real paused QEMU: what each read asks,
  * the QOM fallback, `info qtree` as the reader uses it, and what a run
- * asks for before planning. */
+ * asks for before planning.
+ * QEMU 10.1's qom-list-get reads are test-qlg.c's. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -10,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "qmp/json.h"
 #include "qmp/qmp.h"
 #include "reconcile/actual.h"
 #include "reconcile/plan.h"
@@ -18,6 +18,7 @@
 #include "tests/helpers/fake-qmp.h"
 #include "tests/helpers/qlg-reply.h"
 #include "tests/helpers/qtree-text.h"
+#include "tests/helpers/read-vm.h"
 #include "tests/helpers/rows.h"
 
 TestSuite(actual, .init = fake_qmp_setup, .fini = fake_qmp_teardown, .timeout = 30);
@@ -98,19 +99,6 @@ Test(actual, device_del_sends_the_id_quoted)
 
 /* ---- reading: the QOM way (the fallback when `info qtree` cannot be used) ---- */
 
-#define CHILD(n, type) "{\"name\": \"child[" #n "]\", \"type\": \"link<" type ">\"}"
-#define PROPS "{\"name\": \"type\", \"type\": \"string\"}, " \
-	"{\"name\": \"realized\", \"type\": \"bool\"}, "     \
-	"{\"name\": \"hotplug-handler\", \"type\": \"link<hotplug-handler>\"}"
-#define PERIPH(id, type) "{\"name\": \"" id "\", \"type\": \"child<" type ">\"}"
-#define GET(path, prop) "\"arguments\":{\"path\":\"" path "\",\"property\":\"" prop "\"}"
-#define LIST(path) "\"execute\":\"qom-list\",\"arguments\":{\"path\":\"" path "\"}"
-#define IDS LIST("/machine/peripheral")
-#define QTREE "\"execute\":\"human-monitor-command\""
-#define NO_QTREE { QTREE, ERROR("CommandNotFound") }
-#define P2 "\"property\":\"p2\"}"
-#define P3 "\"property\":\"p3\"}"
-
 /* A Proxmox-style VM: qemu-xhci with 15+15 ports, its tablet on port 1
  * and a managed usb-host on port 2; a UHCI; a network card, ignored. */
 static const struct reply_rule qom_proxmox_rules[] = {
@@ -130,40 +118,6 @@ static const struct reply_rule qom_proxmox_rules[] = {
 	{ GET(XBUS "/child[3]", "hostport"), RETURN("\"4.1.2\"") },
 	{ NULL, NULL },
 };
-
-static const unsigned FULL = ACTUAL_DEVICES | ACTUAL_PORTS;
-
-static bool read_usb(const struct reply_rule *rules, unsigned what, struct vm_actual *a,
-		     struct err *e)
-{
-	struct qmp *q;
-	bool ok;
-
-	serve_again(rules);
-	q = open_ok();
-	ok = actual_read(q, what, a, e);
-	qmp_close(q);
-	server_done();
-	return ok;
-}
-
-static int used_count(const struct guest_bus *b)
-{
-	int n = 0;
-
-	for (int i = 0; i < GUEST_PORT_MAX; i++)
-		n += b->used[i];
-	return n;
-}
-
-static const struct guest_dev *dev_by_port(const struct vm_actual *a, const char *port)
-{
-	for (size_t i = 0; i < a->ndevs; i++)
-		if (strcmp(a->devs[i].guest_port, port) == 0)
-			return &a->devs[i];
-	cr_assert_fail("no device on guest port %s", port);
-	return NULL;
-}
 
 Test(actual, qom_read_of_a_proxmox_style_vm)
 {
@@ -370,29 +324,6 @@ Test(actual, read_refuses_more_than_32_controllers)
 }
 
 /* ---- reading: `info qtree`, one command for every device ---- */
-
-/* A reply to `info qtree` holding `lines`, joined as HMP does (CR LF). */
-static char *hmp_reply(const char *const *lines)
-{
-	size_t n = 1;
-	char *text, *quoted, *reply;
-
-	for (size_t i = 0; lines[i]; i++)
-		n += strlen(lines[i]) + 2;
-	text = calloc(1, n);
-	quoted = malloc(n * 6 + 3);
-	reply = malloc(n * 6 + 64);
-	cr_assert(text && quoted && reply);
-	for (size_t i = 0; lines[i]; i++) {
-		strcat(text, lines[i]);
-		strcat(text, "\r\n");
-	}
-	cr_assert_geq(json_quote(quoted, n * 6 + 3, text), 0);
-	sprintf(reply, "{\"return\": %s, \"id\": $ID}\r\n", quoted);
-	free(text);
-	free(quoted);
-	return reply;
-}
 
 Test(actual, qtree_read_of_a_proxmox_style_vm)
 {
@@ -814,224 +745,6 @@ Test(actual, quick_read_that_would_add_reads_devices_and_sees_a_foreign_usb_host
 	free(tree);
 }
 
-
-/* ---- reading: qom-list-get (QEMU >= 10.1), one command for everything ---- */
-
-#define GREETING_10_1 "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 2, \"minor\": 1, " \
-	"\"major\": 10}, \"package\": \"pve-qemu-kvm_10.1.2-1\"}, \"capabilities\": [\"oob\"]}}\r\n"
-#define GREETING_10_0 "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 90, \"minor\": 0, " \
-	"\"major\": 10}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
-#define QLG(paths) "\"execute\":\"qom-list-get\",\"arguments\":{\"paths\":[" paths "]}"
-static const struct step qemu_10_1[] = {
-	{ OP_SEND, GREETING_10_1, NULL },
-	{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
-	{ OP_RULES, NULL, NULL },
-	{ 0 },
-};
-
-/* qlg-reply.h's Proxmox-style VM (and a network card, ignored) as the ids
- * list it. */
-#define QLG_IDS RETURN("[" PROPS ", " PERIPH("xhci", "qemu-xhci") ", " \
-	PERIPH("uhci-1", "ich9-usb-uhci1") ", " PERIPH("ehci", "ich9-usb-ehci1") ", " \
-	PERIPH("net0", "virtio-net-pci") ", " PERIPH("tablet", "usb-tablet") ", " \
-	PERIPH("usb0", "usb-host") ", " PERIPH("usbhost3-4.1.2", "usb-host") "]")
-#define QLG_GOOD RETURN("[" QLG_OBJECTS "]")
-
-/* A quick read, then what an add needs, as a udev run asks it. */
-static struct qmp *read_for_an_add(const struct step *steps, const struct reply_rule *rules,
-				   struct vm_actual *a, struct err *e)
-{
-	struct qmp *q;
-
-	serve(steps, rules);
-	q = start_ok();
-	actual_queue_read(q, ACTUAL_IDS, a);
-	drive(q);
-	cr_assert(qmp_ok(q, e), "%s", e->msg);
-	actual_queue_read(q, FULL, a);
-	drive(q);
-	return q;
-}
-
-static void expect_proxmox_model(const struct vm_actual *a)
-{
-	const struct guest_dev *d;
-
-	cr_expect_eq(a->known & FULL, FULL);
-	cr_assert_eq(a->nbuses, 2u, "the UHCI companion has no bus of its own");
-	cr_expect_str_eq(a->buses[0].name, "xhci.0");
-	cr_expect_eq(a->buses[0].nports, 15u);
-	cr_expect(a->buses[0].used[1] && a->buses[0].used[2] && a->buses[0].used[15]);
-	cr_expect_str_eq(a->buses[1].name, "ehci.0");
-	cr_expect_eq(a->buses[1].nports, 6u);
-	cr_expect(a->buses[1].used[1]);
-	d = dev_by_port(a, "15");
-	cr_expect_str_eq(d->id, "usbhost3-4.1.2");
-	cr_expect(d->is_host && !d->from_id);
-	cr_expect_eq(d->hostbus, 3u);
-	cr_expect_str_eq(d->hostport, "4.1.2");
-	cr_expect_eq(d->bus, 0u);
-	d = dev_by_port(a, "2");
-	cr_expect_str_eq(d->id, "usb0");
-	cr_expect_str_eq(d->hostport, "4.4");
-	d = dev_by_port(a, "1.1");
-	cr_expect_str_eq(d->id, "", "anonymous");
-	cr_expect_str_eq(d->type, "usb-kbd");
-	cr_expect_eq(d->bus, 0u);
-}
-
-Test(actual, qom_list_get_reads_a_proxmox_style_vm_in_one_command_and_anonymous_ones_in_a_second)
-{
-	const struct reply_rule rules[] = {
-		{ IDS, QLG_IDS },
-		{ QLG(QLG_PATHS), QLG_GOOD },
-		{ QLG(QLG_ANON_PATHS), RETURN("[" O_KBD "]") },
-		{ NULL, NULL },
-	};
-	struct vm_actual a = { 0 };
-	struct err e = { 0 };
-	struct qmp *q = read_for_an_add(qemu_10_1, rules, &a, &e);
-
-	cr_assert(qmp_ok(q, &e), "%s", e.msg);
-	cr_expect_eq(qmp_get_stats(q)->commands, 4u, "capabilities, ids, qom-list-get twice");
-	cr_expect_eq(actual_get_fallbacks(q), 0u);
-	cr_expect_eq(a.ndevs, 4u);
-	expect_proxmox_model(&a);
-	qmp_close(q);
-	server_done();
-	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
-	actual_clear(&a);
-}
-
-Test(actual, qom_list_get_without_anonymous_usb_devices_is_one_command_after_the_ids)
-{
-	const struct reply_rule rules[] = {
-		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", " PERIPH("usb0", "usb-host") "]") },
-		{ QLG(PP "xhci\"," PP "usb0\",\"/machine/peripheral-anon\""),
-		  RETURN("[" O_XHCI("8") "," O_HOST("\"2\"", "3", "null") "," OBJ() "]") },
-		{ NULL, NULL },
-	};
-	struct vm_actual a = { 0 };
-	struct err e = { 0 };
-	struct qmp *q = read_for_an_add(qemu_10_1, rules, &a, &e);
-
-	cr_assert(qmp_ok(q, &e), "%s", e.msg);
-	cr_expect_eq(qmp_get_stats(q)->commands, 3u, "capabilities, ids, qom-list-get");
-	cr_assert_eq(a.nbuses, 1u);
-	cr_expect_eq(a.buses[0].nports, 15u, "the larger of p2 (8) and p3 (15)");
-	cr_expect_eq(a.buses[0].usb2_ports, 8u);
-	cr_assert_eq(a.ndevs, 1u);
-	cr_expect_str_eq(a.devs[0].hostport, "", "null is unset");
-	qmp_close(q);
-	server_done();
-	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
-	actual_clear(&a);
-}
-
-Test(actual, qom_list_get_only_from_qemu_10_1_on)
-{
-	static const struct step qemu_10_0[] = {
-		{ OP_SEND, GREETING_10_0, NULL },
-		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
-		{ OP_RULES, NULL, NULL },
-		{ 0 },
-	};
-	char *tree = hmp_reply(QTREE_PROXMOX);
-	const struct reply_rule rules[] = {
-		{ IDS, QLG_IDS },
-		{ QTREE, tree },
-		{ P2, RETURN("15") },
-		{ P3, RETURN("15") },
-		{ NULL, NULL },
-	};
-	struct vm_actual a = { 0 };
-	struct err e = { 0 };
-	struct qmp *q = read_for_an_add(qemu_10_0, rules, &a, &e);
-
-	cr_assert(qmp_ok(q, &e), "%s", e.msg);
-	cr_expect_eq(qmp_get_stats(q)->commands, 5u, "capabilities, ids, qtree, p2, p3");
-	qmp_close(q);
-	server_done();
-	cr_expect_eq(srv.failures, 0, "fake server (no rule for qom-list-get): %s", srv.failure);
-	actual_clear(&a);
-	free(tree);
-}
-
-Test(actual, audit_reads_port_counts_with_one_qom_list_get_after_the_qtree)
-{
-	char *tree = hmp_reply(QTREE_PROXMOX);
-	const struct reply_rule rules[] = {
-		{ QTREE, tree },
-		{ QLG(PP "ehci\"," PP "xhci\""), RETURN("[" O_EHCI "," O_XHCI("15") "]") },
-		{ NULL, NULL },
-	};
-	struct vm_actual a = { 0 };
-	struct err e = { 0 };
-	struct qmp *q;
-
-	serve(qemu_10_1, rules);
-	q = start_ok();
-	cr_assert(actual_read(q, ACTUAL_DEVICES, &a, &e), "%s", e.msg);
-	cr_assert(actual_read(q, FULL, &a, &e), "%s", e.msg);
-	cr_expect_eq(qmp_get_stats(q)->commands, 3u, "capabilities, qtree, qom-list-get");
-	cr_assert_eq(a.nbuses, 2u);
-	cr_expect_eq(a.buses[1].nports, 15u);
-	cr_expect_eq(a.ndevs, 6u, "the devices are still the qtree's");
-	qmp_close(q);
-	server_done();
-	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
-	actual_clear(&a);
-	free(tree);
-}
-
-/* A first qom-list-get that fails, or that qlg.h does not believe
- * (test-qlg.c has every kind), sends the read the older way: here
- * QTREE_PROXMOX and two qom-gets. */
-static const struct {
-	const char *name;
-	const char *reply;
-} qlg_refused[] = {
-	{ "a path that does not resolve fails it all", ERROR("DeviceNotFound") },
-	{ "any other error", ERROR("GenericError") },
-	{ "a reply not believed", RETURN("[" O_XHCI("15") "]") },
-};
-
-Test(actual, a_qom_list_get_that_fails_or_is_not_believed_falls_back_to_the_older_reads)
-{
-	char *tree = hmp_reply(QTREE_PROXMOX);
-
-	for (size_t i = 0; i < sizeof qlg_refused / sizeof qlg_refused[0]; i++) {
-		const struct reply_rule rules[] = {
-			{ IDS, QLG_IDS },
-			{ QLG(QLG_PATHS), qlg_refused[i].reply },
-			{ QTREE, tree },
-			{ P2, RETURN("15") },
-			{ P3, RETURN("15") },
-			{ NULL, NULL },
-		};
-		struct vm_actual a = { 0 };
-		struct err e = { 0 };
-		struct qmp *q;
-
-		if (i > 0) { /* a fresh listener for the next serve() */
-			close(srv.lfd);
-			unlink(srv.path);
-			srv.commands = srv.max_pending = srv.failures = 0;
-		}
-		q = read_for_an_add(qemu_10_1, rules, &a, &e);
-		cr_expect(qmp_ok(q, &e), "%s: %s", qlg_refused[i].name, e.msg);
-		cr_expect_eq(actual_get_fallbacks(q), 1u, "%s", qlg_refused[i].name);
-		cr_expect_eq(qmp_get_stats(q)->commands, 6u, "%s: then qtree, p2, p3",
-			     qlg_refused[i].name);
-		cr_expect_eq(a.ndevs, 6u, "%s: the qtree's devices", qlg_refused[i].name);
-		cr_expect_eq(a.known & FULL, FULL, "%s", qlg_refused[i].name);
-		qmp_close(q);
-		server_done();
-		cr_expect_eq(srv.failures, 0, "%s: fake server: %s", qlg_refused[i].name, srv.failure);
-		actual_clear(&a);
-	}
-	free(tree);
-}
 
 /* ---- a real QEMU ---- */
 

@@ -1,15 +1,19 @@
 /* test-qlg.c - qom-list-get as the reader asks and reads it
  * (reconcile/qlg.h): the paths it names, what a reply from QEMU 10.1
- * says, and the replies it refuses whole.  The session around it (when
- * it is asked, what a refusal leads to) is test-actual.c's. */
+ * says, and the replies it refuses whole; then a session on QEMU 10.1
+ * (reconcile/actual.h, against the fake monitor): when it is asked, and
+ * what a refusal leads to. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "reconcile/qlg.h"
 #include "tests/helpers/qlg-reply.h"
+#include "tests/helpers/qtree-text.h"
+#include "tests/helpers/read-vm.h"
 
 static struct json *j;
 static struct qlg_ctl ctl[3];
@@ -27,9 +31,9 @@ static void setup(void)
 
 	j = json_new();
 	cr_assert_not_null(j);
-	ctl[0] = (struct qlg_ctl){ "xhci", HC_XHCI, 4, 4, 3, false };
-	ctl[1] = (struct qlg_ctl){ "uhci-1", HC_UHCI, 4, 4, 3, false };
-	ctl[2] = (struct qlg_ctl){ "ehci", HC_EHCI, 4, 4, 3, false };
+	ctl[0] = (struct qlg_ctl){ .id = "xhci", .kind = HC_XHCI, .p2 = 4, .p3 = 4, .nports = 3 };
+	ctl[1] = (struct qlg_ctl){ .id = "uhci-1", .kind = HC_UHCI, .p2 = 4, .p3 = 4, .nports = 3 };
+	ctl[2] = (struct qlg_ctl){ .id = "ehci", .kind = HC_EHCI, .p2 = 4, .p3 = 4, .nports = 3 };
 	for (size_t i = 0; i < 3; i++)
 		cr_assert(qlg_names_add(&ids, id[i][0], id[i][1], &e), "%s", e.msg);
 	memset(devs, 0, sizeof devs);
@@ -43,6 +47,7 @@ static void teardown(void)
 }
 
 TestSuite(qlg, .init = setup, .fini = teardown);
+TestSuite(qom_list_get, .init = fake_qmp_setup, .fini = fake_qmp_teardown, .timeout = 30);
 
 /* Parse `text` and return its root token (the reply's "return"). */
 static int parse(const char *text)
@@ -207,4 +212,196 @@ Test(qlg, a_reply_with_anything_unexpected_is_refused_whole)
 		cr_expect(e.msg[0], "%s: says why", refused[i].name);
 		free(text);
 	}
+}
+
+/* ---- a session on QEMU 10.1 (reconcile/actual.h): one command for everything ---- */
+
+#define GREETING_10_0 "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 90, \"minor\": 0, " \
+	"\"major\": 10}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n"
+/* qlg-reply.h's Proxmox-style VM (and a network card, ignored) as the ids
+ * list it. */
+#define QLG_IDS RETURN("[" PROPS ", " PERIPH("xhci", "qemu-xhci") ", " \
+	PERIPH("uhci-1", "ich9-usb-uhci1") ", " PERIPH("ehci", "ich9-usb-ehci1") ", " \
+	PERIPH("net0", "virtio-net-pci") ", " PERIPH("tablet", "usb-tablet") ", " \
+	PERIPH("usb0", "usb-host") ", " PERIPH("usbhost3-4.1.2", "usb-host") "]")
+#define QLG_GOOD RETURN("[" QLG_OBJECTS "]")
+
+static void expect_proxmox_model(const struct vm_actual *a)
+{
+	const struct guest_dev *d;
+
+	cr_expect_eq(a->known & FULL, FULL);
+	cr_assert_eq(a->nbuses, 2u, "the UHCI companion has no bus of its own");
+	cr_expect_str_eq(a->buses[0].name, "xhci.0");
+	cr_expect_eq(a->buses[0].nports, 15u);
+	cr_expect(a->buses[0].used[1] && a->buses[0].used[2] && a->buses[0].used[15]);
+	cr_expect_str_eq(a->buses[1].name, "ehci.0");
+	cr_expect_eq(a->buses[1].nports, 6u);
+	cr_expect(a->buses[1].used[1]);
+	d = dev_by_port(a, "15");
+	cr_expect_str_eq(d->id, "usbhost3-4.1.2");
+	cr_expect(d->is_host && !d->from_id);
+	cr_expect_eq(d->hostbus, 3u);
+	cr_expect_str_eq(d->hostport, "4.1.2");
+	cr_expect_eq(d->bus, 0u);
+	d = dev_by_port(a, "2");
+	cr_expect_str_eq(d->id, "usb0");
+	cr_expect_str_eq(d->hostport, "4.4");
+	d = dev_by_port(a, "1.1");
+	cr_expect_str_eq(d->id, "", "anonymous");
+	cr_expect_str_eq(d->type, "usb-kbd");
+	cr_expect_eq(d->bus, 0u);
+}
+
+Test(qom_list_get, qom_list_get_reads_a_proxmox_style_vm_in_one_command_and_anonymous_ones_in_a_second)
+{
+	const struct reply_rule rules[] = {
+		{ IDS, QLG_IDS },
+		{ QLG(QLG_PATHS), QLG_GOOD },
+		{ QLG(QLG_ANON_PATHS), RETURN("[" O_KBD "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(qemu_10_1, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 4u, "capabilities, ids, qom-list-get twice");
+	cr_expect_eq(actual_get_fallbacks(q), 0u);
+	cr_expect_eq(a.ndevs, 4u);
+	expect_proxmox_model(&a);
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+}
+
+Test(qom_list_get, qom_list_get_without_anonymous_usb_devices_is_one_command_after_the_ids)
+{
+	const struct reply_rule rules[] = {
+		{ IDS, RETURN("[" PERIPH("xhci", "qemu-xhci") ", " PERIPH("usb0", "usb-host") "]") },
+		{ QLG(PP "xhci\"," PP "usb0\",\"/machine/peripheral-anon\""),
+		  RETURN("[" O_XHCI("8") "," O_HOST("\"2\"", "3", "null") "," OBJ() "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(qemu_10_1, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 3u, "capabilities, ids, qom-list-get");
+	cr_assert_eq(a.nbuses, 1u);
+	cr_expect_eq(a.buses[0].nports, 15u, "the larger of p2 (8) and p3 (15)");
+	cr_expect_eq(a.buses[0].usb2_ports, 8u);
+	cr_assert_eq(a.ndevs, 1u);
+	cr_expect_str_eq(a.devs[0].hostport, "", "null is unset");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+}
+
+Test(qom_list_get, qom_list_get_only_from_qemu_10_1_on)
+{
+	static const struct step qemu_10_0[] = {
+		{ OP_SEND, GREETING_10_0, NULL },
+		{ OP_REPLY, RETURN_EMPTY, "qmp_capabilities" },
+		{ OP_RULES, NULL, NULL },
+		{ 0 },
+	};
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ IDS, QLG_IDS },
+		{ QTREE, tree },
+		{ P2, RETURN("15") },
+		{ P3, RETURN("15") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(qemu_10_0, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 5u, "capabilities, ids, qtree, p2, p3");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server (no rule for qom-list-get): %s", srv.failure);
+	actual_clear(&a);
+	free(tree);
+}
+
+Test(qom_list_get, audit_reads_port_counts_with_one_qom_list_get_after_the_qtree)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ QLG(PP "ehci\"," PP "xhci\""), RETURN("[" O_EHCI "," O_XHCI("15") "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	serve(qemu_10_1, rules);
+	q = start_ok();
+	cr_assert(actual_read(q, ACTUAL_DEVICES, &a, &e), "%s", e.msg);
+	cr_assert(actual_read(q, FULL, &a, &e), "%s", e.msg);
+	cr_expect_eq(qmp_get_stats(q)->commands, 3u, "capabilities, qtree, qom-list-get");
+	cr_assert_eq(a.nbuses, 2u);
+	cr_expect_eq(a.buses[1].nports, 15u);
+	cr_expect_eq(a.ndevs, 6u, "the devices are still the qtree's");
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+	free(tree);
+}
+
+/* A first qom-list-get that fails, or that qlg.h does not believe
+ * (test-qlg.c has every kind), sends the read the older way: here
+ * QTREE_PROXMOX and two qom-gets. */
+static const struct {
+	const char *name;
+	const char *reply;
+} qlg_refused[] = {
+	{ "a path that does not resolve fails it all", ERROR("DeviceNotFound") },
+	{ "any other error", ERROR("GenericError") },
+	{ "a reply not believed", RETURN("[" O_XHCI("15") "]") },
+};
+
+Test(qom_list_get, a_qom_list_get_that_fails_or_is_not_believed_falls_back_to_the_older_reads)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+
+	for (size_t i = 0; i < sizeof qlg_refused / sizeof qlg_refused[0]; i++) {
+		const struct reply_rule rules[] = {
+			{ IDS, QLG_IDS },
+			{ QLG(QLG_PATHS), qlg_refused[i].reply },
+			{ QTREE, tree },
+			{ P2, RETURN("15") },
+			{ P3, RETURN("15") },
+			{ NULL, NULL },
+		};
+		struct vm_actual a = { 0 };
+		struct err e = { 0 };
+		struct qmp *q;
+
+		if (i > 0) { /* a fresh listener for the next serve() */
+			close(srv.lfd);
+			unlink(srv.path);
+			srv.commands = srv.max_pending = srv.failures = 0;
+		}
+		q = read_for_an_add(qemu_10_1, rules, &a, &e);
+		cr_expect(qmp_ok(q, &e), "%s: %s", qlg_refused[i].name, e.msg);
+		cr_expect_eq(actual_get_fallbacks(q), 1u, "%s", qlg_refused[i].name);
+		cr_expect_eq(qmp_get_stats(q)->commands, 6u, "%s: then qtree, p2, p3",
+			     qlg_refused[i].name);
+		cr_expect_eq(a.ndevs, 6u, "%s: the qtree's devices", qlg_refused[i].name);
+		cr_expect_eq(a.known & FULL, FULL, "%s", qlg_refused[i].name);
+		qmp_close(q);
+		server_done();
+		cr_expect_eq(srv.failures, 0, "%s: fake server: %s", qlg_refused[i].name, srv.failure);
+		actual_clear(&a);
+	}
+	free(tree);
 }
