@@ -53,7 +53,8 @@ struct ctl {               /* a USB controller with an id */
 	enum hc_kind kind;
 	bool from_ids;     /* listed in /machine/peripheral (not only the qtree) */
 	bool has_bus;      /* its bus was seen */
-	bool companions;   /* EHCI with UHCI companions (qtree only) */
+	bool companions;   /* EHCI with UHCI companions, as the qtree says */
+	char master[QOM_NAME_MAX]; /* UHCI: its masterbus, as QOM says ("" if none) */
 	bool gone;         /* qom-list of its bus said DeviceNotFound */
 	unsigned p2, p3, nports;
 	struct kid *kids;  /* QOM fallback: its bus's children */
@@ -296,6 +297,7 @@ static void qtree_drop(struct rd *rd)
 			continue;
 		}
 		rd->ctl[n] = rd->ctl[i];
+		rd->ctl[n]->companions = false;
 		rd->ctl[n++]->has_bus = false;
 	}
 	rd->nctl = n;
@@ -450,6 +452,31 @@ static size_t qom_get(struct qmp *q, const char *path, const char *prop, qmp_rep
 	return qmp_queue(q, &c, what);
 }
 
+/* A UHCI's masterbus: the EHCI bus it is a companion of, "" (or no such
+ * property: only ich9-usb-uhci* have one) when it has its own bus. */
+static bool on_master(const struct json *j, int ret, void *ctx, struct err *e)
+{
+	struct ctl *c = ctx;
+
+	c->master[0] = '\0';
+	if (json_null(j, ret))
+		return true;
+	if (!json_str(j, ret, c->master, sizeof c->master) || !qdev_printable(c->master))
+		return bad_reply(e, "masterbus is not a short printable string");
+	return true;
+}
+
+static size_t ask_master(struct qmp *q, struct ctl *c)
+{
+	char dev[QDEV_PATH_MAX];
+
+	c->master[0] = '\0';
+	if (c->kind != HC_UHCI)
+		return 0;
+	snprintf(dev, sizeof dev, QDEV_PERIPHERAL "%s", c->id);
+	return qom_get(q, dev, "masterbus", on_master, c, true);
+}
+
 /* Port counts QOM must be asked for; a controller that will not say
  * keeps QEMU's defaults. */
 static size_t ask_counts_of(struct qmp *q, struct ctl *c)
@@ -476,7 +503,8 @@ static size_t ask_counts(struct qmp *q, struct rd *rd)
 	return n;
 }
 
-/* Fallback, round one: each controller's bus children and port counts. */
+/* Fallback, round one: each controller's bus children and port counts,
+ * and which UHCIs are companions. */
 static size_t ask_buses(struct qmp *q, struct rd *rd)
 {
 	size_t n = 0;
@@ -489,6 +517,7 @@ static size_t ask_buses(struct qmp *q, struct rd *rd)
 				     .ctx = c, .tolerate = "DeviceNotFound",
 				     .refused = &c->gone };
 
+		n += ask_master(q, c);
 		if (strlen(c->id) + 2 >= QOM_NAME_MAX)
 			continue; /* its bus name "<id>.0" could not be named */
 		snprintf(bus, sizeof bus, QDEV_PERIPHERAL "%s/%s.0", c->id, c->id);
@@ -571,6 +600,7 @@ static void qlg_view(const struct rd *rd, struct qlg_ctl *v)
 		v[k] = (struct qlg_ctl){ .kind = c->kind, .p2 = c->p2, .p3 = c->p3,
 					 .nports = c->nports, .bus = c->has_bus };
 		memcpy(v[k].id, c->id, sizeof v[k].id);
+		memcpy(v[k].master, c->master, sizeof v[k].master);
 	}
 }
 
@@ -592,8 +622,10 @@ static bool qlg_take(const struct json *j, int ret, struct rd *rd, struct err *e
 		rd->ctl[k]->p2 = v[k].p2;
 		rd->ctl[k]->p3 = v[k].p3;
 		rd->ctl[k]->nports = v[k].nports;
-		if (rd->qlg_devices)
-			rd->ctl[k]->has_bus = v[k].bus;
+		if (!rd->qlg_devices)
+			continue;
+		rd->ctl[k]->has_bus = v[k].bus;
+		memcpy(rd->ctl[k]->master, v[k].master, sizeof v[k].master);
 	}
 	if (ok && rd->qlg_devices) {
 		free(rd->devs);
@@ -903,6 +935,22 @@ static bool model_ids(const struct rd *rd, struct vm_actual *out, struct err *e)
 	return true;
 }
 
+/* An EHCI takes full- and low-speed devices when a UHCI is its companion:
+ * the qtree said so, or QOM says a UHCI with an id names its bus as
+ * masterbus. */
+static bool has_companions(const struct rd *rd, const struct ctl *c)
+{
+	char bus[QOM_NAME_MAX + 2];
+
+	if (c->kind != HC_EHCI || c->companions)
+		return c->companions;
+	snprintf(bus, sizeof bus, "%s.0", c->id);
+	for (size_t k = 0; k < rd->nctl; k++)
+		if (rd->ctl[k]->kind == HC_UHCI && strcmp(rd->ctl[k]->master, bus) == 0)
+			return true;
+	return false;
+}
+
 /* Controllers whose bus was seen become buses; every USB device is kept,
  * its bus an index into them or NONE. */
 static bool model_devices(const struct rd *rd, struct vm_actual *out, struct err *e)
@@ -924,7 +972,7 @@ static bool model_devices(const struct rd *rd, struct vm_actual *out, struct err
 		snprintf(b->name, sizeof b->name, "%s.0", c->id);
 		snprintf(b->ctrl, sizeof b->ctrl, "%s", c->id);
 		b->kind = c->kind;
-		b->companions = c->companions;
+		b->companions = has_companions(rd, c);
 		b->nports = port_count(c, rd->known & ACTUAL_PORTS);
 		b->usb2_ports = b->usb3_ports = b->nports;
 		if (c->kind == HC_XHCI) {

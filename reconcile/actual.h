@@ -29,11 +29,13 @@
  *  ACTUAL_DEVICES  `info qtree` (1 command, parsed by qtree.h): every
  *                  USB bus of a controller with an id and every device on
  *                  any USB bus, with its guest port and, for usb-host,
- *                  hostbus and hostport as QEMU holds them.  When that
+ *                  hostbus and hostport as QEMU holds them, and which
+ *                  EHCI buses have UHCI companions (model.h).  When that
  *                  text is not what the parser knows (another QEMU
  *                  version, or a device name that forged lines), the same
- *                  is read through QOM instead: qom-list per bus, 2-4
- *                  qom-gets per device (actual_get_fallbacks counts it).
+ *                  is read through QOM instead: qom-list per bus, a
+ *                  qom-get per UHCI (its masterbus), 2-4 qom-gets per
+ *                  device (actual_get_fallbacks counts it).
  *  ACTUAL_PORTS    each bus's port count: 2 qom-gets per xHCI (p2, p3),
  *                  1 per OHCI (num-ports); the other kinds have fixed
  *                  counts.  Without it an xHCI or OHCI bus has nports 0.

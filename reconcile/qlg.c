@@ -3,7 +3,8 @@
  * Invariants:
  *  1. A reply's shape is checked whole (qomvals_check) before a value is
  *     read, and every value as a qom-get reply would be: numbers fit 32
- *     bits, strings are short and printable, ports are port paths.
+ *     bits, strings (a masterbus too) are short and printable, ports are
+ *     port paths.
  *  2. Paths are built only from QEMU ids and names already checked, and
  *     JSON-quoted; a list of paths is bounded by QLG_PATHS_MAX.
  */
@@ -154,17 +155,22 @@ static void bus_path(const struct qlg_ctl *c, char *out, size_t outsz)
 
 /* ---- objects ---- */
 
-/* A controller: its port counts, and its bus "<id>.0" as a QOM child. */
+/* A controller: its port counts, its bus "<id>.0" as a QOM child, and a
+ * UHCI's masterbus (ich9-usb-uhci* have it; "" unless a companion, and
+ * the other UHCIs have no such property). */
 static bool read_ctl(const struct json *j, int props, struct qlg_ctl *c, struct err *e)
 {
 	char name[QOM_NAME_MAX + 2], want[QDEV_PATH_MAX], got[QDEV_PATH_MAX];
 	char type[QOMVALS_TYPE_MAX];
 	int tok;
 
+	c->master[0] = '\0';
 	if (c->kind == HC_XHCI &&
 	    (!qlg_u32(j, props, "p2", &c->p2, e) || !qlg_u32(j, props, "p3", &c->p3, e)))
 		return err_prefix(e, QDEV_PERIPHERAL "%s: ", c->id);
 	if (c->kind == HC_OHCI && !qlg_u32(j, props, "num-ports", &c->nports, e))
+		return err_prefix(e, QDEV_PERIPHERAL "%s: ", c->id);
+	if (c->kind == HC_UHCI && !qlg_str(j, props, "masterbus", c->master, sizeof c->master, e))
 		return err_prefix(e, QDEV_PERIPHERAL "%s: ", c->id);
 	snprintf(name, sizeof name, "%s.0", c->id);
 	bus_path(c, want, sizeof want);

@@ -3,15 +3,16 @@
  * answers, whose shape qmp/qomvals.h checks first.
  *
  * One command returns every property of every path it names: each
- * controller with an id (its port counts, and whether it has a bus of its
- * own: companion UHCIs do not), each USB device with an id (its bus, guest
- * port, hostbus, hostport) and /machine/peripheral-anon (which USB devices
- * have no id; a second qom-list-get reads those, only when there are
- * any).  Every value is checked as a qom-get reply would be (qdev.h), and
- * anything unexpected refuses the whole reply: the caller (actual.c) then
- * reads the way older QEMUs are read.  Devices QEMU made itself (a hub it
- * inserted, under /machine/unattached) are not seen this way.  Pure: no
- * I/O, nothing kept between calls.
+ * controller with an id (its port counts, whether it has a bus of its
+ * own, and a UHCI's masterbus: companions have no bus but take the slow
+ * devices of the EHCI bus they name), each USB device with an id (its
+ * bus, guest port, hostbus, hostport) and /machine/peripheral-anon (which
+ * USB devices have no id; a second qom-list-get reads those, only when
+ * there are any).  Every value is checked as a qom-get reply would be
+ * (qdev.h), and anything unexpected refuses the whole reply: the caller
+ * (actual.c) then reads the way older QEMUs are read.  Devices QEMU made
+ * itself (a hub it inserted, under /machine/unattached) are not seen this
+ * way.  Pure: no I/O, nothing kept between calls.
  */
 #ifndef USBSYNC_QLG_H
 #define USBSYNC_QLG_H
@@ -60,6 +61,9 @@ struct qlg_ctl {
 	unsigned p2, p3, nports;  /* xHCI p2 and p3, OHCI num-ports; the others,
 				     and those a reply does not hold, are kept */
 	bool bus;                 /* its bus "<id>.0" is its own QOM child */
+	char master[QOM_NAME_MAX]; /* a UHCI's masterbus: the EHCI bus it is a
+				      companion of ("ehci.0"), printable; ""
+				      for a UHCI on its own and other kinds */
 };
 
 /* {"paths": [...]} naming each ctl[k], then, when `ids` is not NULL, each

@@ -68,12 +68,14 @@ us() {
 	cat "$T/err" >> "$T/us.err"
 }
 
-# vm_proxied NAME MODE [ARGS...]: a VM whose monitor is reached through
+# vm_proxied NAME "QEMU ARGS" MODE [ARGS...]: a VM (QEMU ARGS: its
+# devices, "" for one qemu-xhci) whose monitor is reached through
 # tests/qmp-proxy, which injects the fault MODE names
 vm_proxied() {
-	local name=$1; shift
+	local name=$1 args=$2; shift 2
 	mkdir -p "$T/real"
-	qemu_paused "$T/real/$name.qmp" "$T/$name.pid" || fail "qemu $name did not start"
+	# shellcheck disable=SC2086
+	qemu_paused "$T/real/$name.qmp" "$T/$name.pid" $args || fail "qemu $name did not start"
 	VMPIDS="$VMPIDS $(cat "$T/$name.pid")"
 	"$TOP/tests/qmp-proxy" "$T/qmp/$name.qmp" "$T/real/$name.qmp" "$@" > "$T/proxy.$name" 2>&1 3>&- &
 	PROXY_PID=$!
@@ -421,9 +423,9 @@ test_proxmox_usbN_ports_of_current_and_pending_config_are_never_taken() {
 }
 
 # A Proxmox q35 VM with no usbN: only EHCI/UHCI and the bridges.
-pve_vm_start() {
-	vm_start "$1" -readconfig "$TOP/tests/pve-q35.cfg" -device usb-tablet,id=tablet,bus=ehci.0,port=1
-}
+PVE_Q35="-readconfig $TOP/tests/pve-q35.cfg -device usb-tablet,id=tablet,bus=ehci.0,port=1"
+# shellcheck disable=SC2086
+pve_vm_start() { vm_start "$1" $PVE_Q35; }
 qom_get() { "$PEEK" "$T/qmp/$1.qmp" run "{\"execute\":\"qom-get\",\"arguments\":{\"path\":\"$2\",\"property\":\"$3\"}}"; }
 
 test_proxmox_vm_without_xhci_gets_proxmox_own_controller_and_every_device() {
@@ -609,6 +611,28 @@ test_controller_none_or_plain_qemu_keeps_the_ehci_behaviour() {
 	us reconcile --vm 101
 	expect_rc 1
 	expect_in "$OUT" "no USB controller with an id that fits" "plain QEMU: today's message"
+}
+
+# buses_of VM: its usb-host devices, each "id bus port "
+buses_of() { usb "$1" | cut -d' ' -f1,4,5 | tr '\n' ' '; }
+SLOW="controller none
+3-4.1.1
+3-4.1.2"
+
+# The UHCI companions that let an EHCI bus take full and low speed are
+# seen however the VM is read: here through QOM (`info qtree` refused),
+# below through qom-list-get (QEMU 10.1).
+test_controller_none_puts_slow_devices_on_ehci_companions_read_through_qom() {
+	vm_proxied 100 "$PVE_Q35" error-on human-monitor-command CommandNotFound \
+		"The command human-monitor-command has not been found"
+	conf 100 "$SLOW"
+	us reconcile --stats
+	expect_rc 0
+	expect_eq "$(stat_of qmp_fallbacks)" 1 "read through QOM"
+	expect_eq "$(buses_of 100)" "usbhost3-4.1.1 ehci.0 6 usbhost3-4.1.2 ehci.0 5 " \
+		"full and low speed on ehci.0, from the top port down"
+	us reconcile
+	expect_in "$OUT" "in sync" "second run"
 }
 
 # on_node2 CMD...: run with node pve2's dirs (its own config and QMP dirs)
@@ -1271,7 +1295,7 @@ test_systemd_units_and_udev_rule_are_well_formed() {
 }
 
 test_qemu_killed_mid_run_fails_that_vm_only() {
-	vm_proxied 100 kill-on device_add "$T/100.pid"
+	vm_proxied 100 "" kill-on device_add "$T/100.pid"
 	vm_start 101
 	conf 100 "3-4.4"
 	conf 101 "1-1"
@@ -1283,7 +1307,7 @@ test_qemu_killed_mid_run_fails_that_vm_only() {
 }
 
 test_replies_dribbled_byte_by_byte_between_events_still_work() {
-	vm_proxied 100 dribble
+	vm_proxied 100 "" dribble
 	conf 100 "3-4"
 	us reconcile
 	expect_rc 0
@@ -1304,7 +1328,7 @@ test_garbage_from_qemu_is_a_clean_error_for_that_vm() {
 	for payload in '{"return": [' $'{"return": "\xff\xfe"}' "$deep" "@$T/huge" '{"return": 5}' \
 		'{"error": 7}' 'null' '{"return": {}} trailing' $'\x1b[2J'; do
 		i=$((i + 1))
-		vm_proxied "100" replace device_add "$payload"
+		vm_proxied "100" "" replace device_add "$payload"
 		us reconcile
 		[ "$RC" -eq 1 ] || fail "payload $i: exit $RC; $ERR"
 		expect_in "$ERR$OUT" "100" "payload $i: error names the vm"
@@ -1317,7 +1341,7 @@ test_garbage_from_qemu_is_a_clean_error_for_that_vm() {
 }
 
 test_error_reply_to_device_add_is_reported() {
-	vm_proxied 100 error-on device_add GenericError "Duplicate ID 'usbhost3-4.4' for device"
+	vm_proxied 100 "" error-on device_add GenericError "Duplicate ID 'usbhost3-4.4' for device"
 	conf 100 "3-4.4"
 	us reconcile
 	expect_rc 1
@@ -1535,6 +1559,18 @@ test_qemu_10_1_falls_back_when_qom_list_get_fails() {
 	done
 }
 
+test_qemu_10_1_puts_slow_devices_on_ehci_companions_read_with_qom_list_get() {
+	vm_shimmed 100 "$PVE_Q35"
+	conf 100 "$SLOW"
+	export ACTION=add DEVPATH=/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1/3-4.1.1
+	us reconcile --stats
+	expect_rc 0
+	expect_in "$(shim_log 100)" "qom-list qom-list-get query-status device_add" "commands"
+	expect_eq "$(stat_of qmp_fallbacks)" 0 "fallbacks"
+	expect_eq "$(buses_of 100)" "usbhost3-4.1.1 ehci.0 6 usbhost3-4.1.2 ehci.0 5 " \
+		"full and low speed on ehci.0, from the top port down"
+}
+
 
 # ---- publishing: what a changed VM holds is read on the run's own session ----
 
@@ -1694,7 +1730,7 @@ test_metrics_count_devices_by_state_and_runs_by_trigger() {
 }
 
 test_metrics_count_qmp_errors_and_failed_runs() {
-	vm_proxied 100 error-on device_add GenericError "Duplicate ID 'usbhost3-4.4' for device"
+	vm_proxied 100 "" error-on device_add GenericError "Duplicate ID 'usbhost3-4.4' for device"
 	conf 100 "3-4.4"
 	mkdir "$T/tf"
 	us reconcile --textfile-dir "$T/tf"

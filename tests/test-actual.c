@@ -1,8 +1,8 @@
 /* test-actual.c - reading what a VM holds and changing its usb-host
  * devices (reconcile/actual.h), against a scripted fake monitor
  * (tests/helpers/fake-qmp.h) and a real paused QEMU: what each read asks,
- * the QOM fallback, `info qtree` as the reader uses it, and what a run
- * asks for before planning.
+ * the QOM fallback, `info qtree` as the reader uses it, UHCI companions
+ * on every way of reading, and what a run asks for before planning.
  * QEMU 10.1's qom-list-get reads are test-qlg.c's. */
 #include <criterion/criterion.h>
 
@@ -100,7 +100,8 @@ Test(actual, device_del_sends_the_id_quoted)
 /* ---- reading: the QOM way (the fallback when `info qtree` cannot be used) ---- */
 
 /* A Proxmox-style VM: qemu-xhci with 15+15 ports, its tablet on port 1
- * and a managed usb-host on port 2; a UHCI; a network card, ignored. */
+ * and a managed usb-host on port 2; a UHCI (piix3-usb-uhci has no
+ * masterbus); a network card, ignored. */
 static const struct reply_rule qom_proxmox_rules[] = {
 	NO_QTREE,
 	{ IDS, RETURN("[" PROPS ", " PERIPH("xhci", "qemu-xhci") ", " PERIPH("net0", "virtio-net-pci")
@@ -110,6 +111,7 @@ static const struct reply_rule qom_proxmox_rules[] = {
 	{ LIST("/machine/peripheral/uhci/uhci.0"), RETURN("[" PROPS "]") },
 	{ GET("/machine/peripheral/xhci", "p2"), RETURN("15") },
 	{ GET("/machine/peripheral/xhci", "p3"), RETURN("15") },
+	{ GET("/machine/peripheral/uhci", "masterbus"), ERROR("GenericError") },
 	{ GET(XBUS, "child[0]"), RETURN("\"/machine/peripheral/tablet\"") },
 	{ GET(XBUS, "child[3]"), RETURN("\"/machine/peripheral/usbhost3-4.1.2\"") },
 	{ GET(XBUS "/child[0]", "port"), RETURN("\"1\"") },
@@ -166,9 +168,9 @@ Test(actual, qom_read_pipelines_its_queries)
 	struct err e = { 0 };
 
 	cr_assert(read_usb(qom_proxmox_rules, FULL, &a, &e), "%s", e.msg);
-	/* capabilities; qtree refused; the id list; 2 qom-list + p2 + p3;
-	 * 2 paths + 2 ports + hostbus + hostport */
-	cr_expect_eq(srv.commands, 1 + 1 + 1 + 4 + 6);
+	/* capabilities; qtree refused; the id list; 2 qom-list + p2 + p3 +
+	 * the UHCI's masterbus; 2 paths + 2 ports + hostbus + hostport */
+	cr_expect_eq(srv.commands, 1 + 1 + 1 + 5 + 6);
 	cr_expect_geq(srv.max_pending, 6, "the last round arrived in one write");
 	actual_clear(&a);
 }
@@ -237,6 +239,7 @@ Test(actual, read_knows_controller_kinds_and_port_counts_by_qom_type)
 			      PERIPH("disk", "virtio-blk-pci") "]") },
 		{ "\"execute\":\"qom-list\"", RETURN("[" PROPS "]") },
 		{ GET("/machine/peripheral/ohci", "num-ports"), RETURN("5") },
+		{ GET("/machine/peripheral/ich9", "masterbus"), RETURN("\"\"") },
 		{ GET("/machine/peripheral/nec", "p2"), RETURN("300") },
 		{ GET("/machine/peripheral/nec", "p3"), RETURN("4") },
 		{ NULL, NULL },
@@ -530,6 +533,35 @@ Test(actual, qtree_missing_a_device_qom_listed_falls_back)
 	free(tree);
 }
 
+/* A qtree not believed leaves nothing behind, companions included: here
+ * QOM has the last word and says uhci-1 is no companion. */
+Test(actual, companions_of_a_qtree_not_believed_are_not_kept)
+{
+	char *tree = hmp_reply(QTREE_PROXMOX);
+	const struct reply_rule rules[] = {
+		{ QTREE, tree },
+		{ IDS, RETURN("[" PERIPH("ehci", "ich9-usb-ehci1") ", " PERIPH("uhci-1", "ich9-usb-uhci1")
+			      ", " PERIPH("usbhost9-9", "usb-host") "]") },
+		{ GET("/machine/peripheral/uhci-1", "masterbus"), RETURN("\"\"") },
+		{ "\"execute\":\"qom-list\"", RETURN("[" PROPS "]") },
+		{ NULL, NULL },
+	};
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q = read_for_an_add(rules_only, rules, &a, &e);
+
+	cr_assert(qmp_ok(q, &e), "%s", e.msg);
+	cr_expect_eq(actual_get_fallbacks(q), 1u, "usbhost9-9 is not in the qtree");
+	cr_assert_eq(a.nbuses, 2u, "ehci.0 and uhci-1.0, as QOM says");
+	cr_expect_str_eq(a.buses[0].name, "ehci.0");
+	cr_expect_not(a.buses[0].companions);
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "fake server: %s", srv.failure);
+	actual_clear(&a);
+	free(tree);
+}
+
 /* ---- what a run asks for: a quick read, an audit, a read to add ---- */
 
 static struct {
@@ -745,6 +777,98 @@ Test(actual, quick_read_that_would_add_reads_devices_and_sees_a_foreign_usb_host
 	free(tree);
 }
 
+
+/* ---- UHCI companions, on every way of reading ---- */
+
+/* Proxmox's q35 layout cut down: ehci with its companion uhci-1, ehci-2,
+ * and uhci-4, whose masterbus each row says; no USB devices.  Read
+ * through QOM (`info qtree` refused) and through qom-list-get, whose
+ * refusal leads to the same QOM reads. */
+static const struct {
+	const char *name;
+	const char *type;       /* uhci-4's */
+	const char *master;     /* its masterbus as JSON; NULL: no such property */
+	bool own_bus;           /* uhci-4.0 exists: uhci-4 is no companion */
+	bool ok;                /* the read succeeds */
+	bool ehci2;             /* and says ehci-2.0 has companions */
+} masters[] = {
+	{ "a companion of ehci-2", "ich9-usb-uhci4", "\"ehci-2.0\"", false, true, true },
+	{ "a UHCI on its own", "ich9-usb-uhci4", "\"\"", true, true, false },
+	{ "a UHCI without masterbus", "piix3-usb-uhci", NULL, true, true, false },
+	{ "a masterbus naming no bus", "ich9-usb-uhci4", "\"ehci-9.0\"", false, true, false },
+	{ "a masterbus naming a bus no EHCI's", "ich9-usb-uhci4", "\"uhci-4.0\"", true, true, false },
+	{ "a masterbus with control bytes", "ich9-usb-uhci4", "\"ehci-2.0\\u001b[2J\"", false, false,
+	  false },
+	{ "a masterbus that is a number", "ich9-usb-uhci4", "2", false, false, false },
+};
+
+#define COMPANION_IDS RETURN("[" PERIPH("ehci", "ich9-usb-ehci1") ", " \
+	PERIPH("uhci-1", "ich9-usb-uhci1") ", " PERIPH("ehci-2", "ich9-usb-ehci2") ", %s]")
+#define O_EHCI2 OBJ(PV("ehci-2.0", "child<usb-bus>", "\"/machine/peripheral/ehci-2/ehci-2.0\""))
+#define UHCI4_BUS PV("uhci-4.0", "child<usb-bus>", "\"/machine/peripheral/uhci-4/uhci-4.0\"")
+
+static void read_masters(const struct step *steps, size_t row, unsigned fallbacks)
+{
+	char r_ids[512], r_master[128], r_qlg[1024], uhci4[256], mb[128];
+	const struct reply_rule rules[] = {
+		{ QLG(PP "ehci\"," PP "uhci-1\"," PP "ehci-2\"," PP "uhci-4\",\"/machine/peripheral-anon\""),
+		  r_qlg },
+		NO_QTREE,
+		{ IDS, r_ids },
+		{ GET("/machine/peripheral/uhci-1", "masterbus"), RETURN("\"ehci.0\"") },
+		{ GET("/machine/peripheral/uhci-4", "masterbus"), r_master },
+		{ LIST("/machine/peripheral/uhci-1/uhci-1.0"), ERROR("DeviceNotFound") },
+		{ LIST("/machine/peripheral/uhci-4/uhci-4.0"),
+		  masters[row].own_bus ? RETURN("[" PROPS "]") : ERROR("DeviceNotFound") },
+		{ "\"execute\":\"qom-list\"", RETURN("[" PROPS "]") }, /* the EHCIs' buses */
+		{ NULL, NULL },
+	};
+	const char *name = masters[row].name, *master = masters[row].master;
+	struct vm_actual a = { 0 };
+	struct err e = { 0 };
+	struct qmp *q;
+
+	snprintf(uhci4, sizeof uhci4, PERIPH("uhci-4", "%s"), masters[row].type);
+	snprintf(r_ids, sizeof r_ids, COMPANION_IDS, uhci4);
+	mb[0] = '\0';
+	snprintf(r_master, sizeof r_master, ERROR("GenericError")); /* no such property */
+	if (master) {
+		snprintf(r_master, sizeof r_master, RETURN("%s"), master);
+		snprintf(mb, sizeof mb, PV("masterbus", "str", "%s") ",", master);
+	}
+	snprintf(uhci4, sizeof uhci4, "%s%s" PV("type", "string", "\"%s\""),
+		 masters[row].own_bus ? UHCI4_BUS "," : "", mb, masters[row].type);
+	snprintf(r_qlg, sizeof r_qlg, RETURN("[" O_EHCI "," O_UHCI "," O_EHCI2 "," OBJ("%s") "," OBJ() "]"),
+		 uhci4);
+	q = read_for_an_add(steps, rules, &a, &e);
+	cr_expect_eq(qmp_ok(q, &e), masters[row].ok, "%s: %s", name, e.msg);
+	cr_expect_eq(actual_get_fallbacks(q), fallbacks, "%s", name);
+	if (!masters[row].ok)
+		cr_expect_eq(e.kind, ERR_PROTOCOL, "%s: %s", name, e.msg);
+	for (size_t i = 0; i < a.nbuses; i++)
+		cr_expect_eq(a.buses[i].companions, !strcmp(a.buses[i].name, "ehci.0") ||
+			     (masters[row].ehci2 && !strcmp(a.buses[i].name, "ehci-2.0")),
+			     "%s: %s", name, a.buses[i].name);
+	cr_expect_eq(a.nbuses, masters[row].ok ? 2u + masters[row].own_bus : 0u, "%s", name);
+	qmp_close(q);
+	server_done();
+	cr_expect_eq(srv.failures, 0, "%s: fake server: %s", name, srv.failure);
+	actual_clear(&a);
+}
+
+ROWS_BY_INDEX(actual, qom_read_marks_the_ehci_a_uhci_names_as_masterbus, masters)
+
+ParameterizedTest(size_t *row, actual, qom_read_marks_the_ehci_a_uhci_names_as_masterbus)
+{
+	read_masters(rules_only, *row, 1);
+}
+
+ROWS_BY_INDEX(actual, qom_list_get_marks_the_ehci_a_uhci_names_as_masterbus, masters)
+
+ParameterizedTest(size_t *row, actual, qom_list_get_marks_the_ehci_a_uhci_names_as_masterbus)
+{
+	read_masters(qemu_10_1, *row, masters[*row].ok ? 0 : 2);
+}
 
 /* ---- a real QEMU ---- */
 

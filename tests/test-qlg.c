@@ -113,6 +113,8 @@ Test(qlg, reads_controllers_devices_and_which_devices_have_no_id)
 		  e.msg);
 	cr_expect(ctl[0].p2 == 15 && ctl[0].p3 == 15 && ctl[0].bus, "xhci: 15+15 ports, a bus");
 	cr_expect_not(ctl[1].bus, "the UHCI companion has no bus of its own");
+	cr_expect_str_eq(ctl[1].master, "ehci.0", "its masterbus");
+	cr_expect_str_eq(ctl[2].master, "", "an EHCI has none");
 	cr_expect(ctl[2].bus);
 	cr_expect_eq(ctl[2].p2, 4u, "an EHCI's counts are not read");
 	cr_expect_str_eq(devs[0].id, "tablet");
@@ -140,6 +142,31 @@ Test(qlg, a_reply_of_controllers_alone_gives_their_port_counts)
 	cr_expect_eq(ctl[0].p3, 15u);
 }
 
+/* A UHCI that is no companion: masterbus "" (ich9-usb-uhci* on their
+ * own), no such property (piix3-usb-uhci), null, or not readable. */
+Test(qlg, a_uhci_on_its_own_names_no_masterbus)
+{
+	static const char *const uhci[] = {
+		OBJ(PV("uhci-1.0", "child<usb-bus>", "\"/machine/peripheral/uhci-1/uhci-1.0\"") ","
+		    PV("masterbus", "str", "\"\"")),
+		OBJ(PV("type", "string", "\"piix3-usb-uhci\"")),
+		OBJ(PV("masterbus", "str", "null")),
+		OBJ(P_NOVALUE("masterbus", "str")),
+	};
+	char text[1024];
+
+	for (size_t i = 0; i < sizeof uhci / sizeof uhci[0]; i++) {
+		struct err e = { 0 };
+
+		snprintf(text, sizeof text, "[" O_XHCI("15") ",%s," O_EHCI "]", uhci[i]);
+		snprintf(ctl[1].master, sizeof ctl[1].master, "stale");
+		cr_assert(qlg_read(j, parse(text), ctl, 3, NULL, NULL, NULL, &e), "%s: %s", uhci[i],
+			  e.msg);
+		cr_expect_str_eq(ctl[1].master, "", "%s", uhci[i]);
+		cr_expect_eq(ctl[1].bus, i == 0, "%s: only the first has a bus of its own", uhci[i]);
+	}
+}
+
 Test(qlg, unset_strings_are_empty_and_anonymous_devices_have_no_id)
 {
 	struct err e = { 0 };
@@ -154,6 +181,8 @@ Test(qlg, unset_strings_are_empty_and_anonymous_devices_have_no_id)
 }
 
 /* ---- replies that are refused whole ---- */
+
+#define X16 "xxxxxxxxxxxxxxxx"
 
 /* The good reply's objects, in path order. */
 static const char *const objects[] = {
@@ -177,6 +206,11 @@ static const struct {
 	{ "an anonymous device that is not where its name says", 6,
 	  O_ANON("\"/machine/peripheral/usb0\"") },
 	{ "a property listed twice", 0, OBJ(PV("p2", "uint32", "4") "," PV("p2", "uint32", "15")) },
+	{ "a masterbus with control bytes", 1, OBJ(PV("masterbus", "str", "\"ehci.0\\u001b[2J\"")) },
+	{ "a masterbus with a space", 1, OBJ(PV("masterbus", "str", "\"ehci .0\"")) },
+	{ "a masterbus that is a number", 1, OBJ(PV("masterbus", "str", "0")) },
+	{ "a masterbus too long to be a bus name", 1,
+	  OBJ(PV("masterbus", "str", "\"" X16 X16 X16 X16 X16 X16 X16 X16 ".0\"")) },
 };
 
 /* The good reply with object `at` replaced by `text` (NOBJ: `text` alone). */
@@ -238,6 +272,8 @@ static void expect_proxmox_model(const struct vm_actual *a)
 	cr_expect_str_eq(a->buses[1].name, "ehci.0");
 	cr_expect_eq(a->buses[1].nports, 6u);
 	cr_expect(a->buses[1].used[1]);
+	cr_expect(a->buses[1].companions, "uhci-1 names ehci.0 as its masterbus");
+	cr_expect_not(a->buses[0].companions);
 	d = dev_by_port(a, "15");
 	cr_expect_str_eq(d->id, "usbhost3-4.1.2");
 	cr_expect(d->is_host && !d->from_id);
