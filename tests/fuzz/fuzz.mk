@@ -5,7 +5,7 @@
 #                      corpus, then new inputs
 #   make fuzz-json     one target for FUZZ_SECONDS (also fuzz-config,
 #                      fuzz-port, fuzz-hostuse, fuzz-qtree,
-#                      fuzz-pve, fuzz-qomvals)
+#                      fuzz-pve, fuzz-qomvals, fuzz-qlg)
 #   make asan          usbsync and the unit tests built by clang with ASan
 #                      and UBSan in build-asan; unit tests under umockdev
 #   make integration-asan  tests/integration.sh against that build of
@@ -25,7 +25,7 @@ FUZZ_CC ?= clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
-FUZZ_TARGETS := json config port hostuse qtree pve qomvals
+FUZZ_TARGETS := json config port hostuse qtree pve qomvals qlg
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz-%)
 # The JSON unit tests' corpora seed the JSON fuzzer as they are.
 FUZZ_SEEDS_json := tests/corpus/json-good tests/corpus/json-bad
@@ -38,7 +38,7 @@ FUZZ_SANITIZE := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 # with coverage for libFuzzer (fuzzer-no-link: no second main()).
 FUZZ_OBJS := $(addprefix $(FUZZ_BUILD)/,common/err.o common/grow.o common/text.o common/trust.o \
 	qmp/json.o qmp/qomvals.o reconcile/hostuse.o reconcile/config.o reconcile/mapping.o reconcile/port.o \
-	reconcile/publish.o reconcile/pveconf.o reconcile/qdev.o reconcile/qtree.o)
+	reconcile/publish.o reconcile/pveconf.o reconcile/qdev.o reconcile/qlg.o reconcile/qtree.o)
 ifneq ($(BUILD),$(FUZZ_BUILD))
 fuzz-objs:
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
