@@ -30,7 +30,7 @@ bool origin_queue(struct qmp *q, const char *id, bool *hotplugged, struct qmp_re
 	}
 	/* A QEMU id needs no JSON escaping (qdev_id_ok). */
 	snprintf(args, sizeof args,
-		 "{\"path\":\"/machine/peripheral/%s\",\"property\":\"hotplugged\"}", id);
-	snprintf(what, sizeof what, "/machine/peripheral/%s hotplugged", id);
+		 "{\"path\":\"" QDEV_PERIPHERAL "%s\",\"property\":\"hotplugged\"}", id);
+	snprintf(what, sizeof what, QDEV_PERIPHERAL "%s hotplugged", id);
 	return qmp_queue(q, &c, what);
 }
