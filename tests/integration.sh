@@ -179,8 +179,10 @@ for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
 	# Each test in its own subshell, killed (its VMs with it) after 3 minutes.
 	( setup "$name"; "$t" ) 2> "$ROOT/$name.stderr" &
 	pid=$!
-	# (its output goes nowhere, so a leftover sleep never holds our pipe open)
-	( sleep $(( 180 * ${IT_TIME_SCALE:-1} )); kill -TERM $pid ) > /dev/null 2>&1 &
+	# (its output goes nowhere, so a sleep never holds our pipe open; killed,
+	# it takes its sleep with it)
+	( trap 'kill $s; exit 0' TERM; sleep $(( 180 * ${IT_TIME_SCALE:-1} )) & s=$!
+	  wait $s; kill -TERM $pid ) > /dev/null 2>&1 &
 	watchdog=$!
 	wait $pid
 	rc=$?

@@ -25,7 +25,11 @@ test_burst_of_40_udev_runs_converges_once_without_duplicates() {
 	expect_not_in "$all" "failed" "no failures"
 	ran=$(grep -L coalesced "$T"/burst.*.out | wc -l)
 	echo "    $ran of 40 runs talked to QEMU"
-	[ "$ran" -le 3 ] || fail "$ran runs talked to QEMU"
+	# How many runs the burst makes depends on how far apart the 40
+	# processes start: within a run and its 1 s settle, one more.  The
+	# sanitized pass (IT_TIME_SCALE 3) starts each far slower, and a CI
+	# run there once saw 5 with other work on the machine.
+	[ "$ran" -le $(( 3 * ${IT_TIME_SCALE:-1} )) ] || fail "$ran runs talked to QEMU"
 	local h
 	h=$(history_json)
 	expect_eq "$(echo "$h" | grep -o '"op":"add"' | wc -l)" "4" "history: four adds"
@@ -54,7 +58,6 @@ for _ in range(2000):
 	us reconcile --stats
 	kill $toucher; wait $toucher 2>/dev/null
 	expect_rc 0
-	kill $toucher; wait $toucher 2>/dev/null
 	ms=$(echo "$ERR" | grep -o 'ms_total=[0-9]*' | cut -d= -f2)
 	[ -n "$ms" ] && [ "$ms" -ge 150 ] || fail "waited only ${ms:-?} ms while runs coalesced"
 }
