@@ -266,6 +266,15 @@ test_qemu_10_1_puts_slow_devices_on_ehci_companions_read_with_qom_list_get() {
 # on_node2 CMD...: run with node pve2's dirs (its own config and QMP dirs)
 on_node2() { USBSYNC_NODE=pve2 USBSYNC_QMP_DIR=$T/node2/qmp USBSYNC_CONFIG_DIR=$T/node2/cfg "$@"; }
 peek_status() { "$PEEK" "$1" run '{"execute":"query-status"}' | sed 's/.*"status": "\([a-z-]*\)".*/\1/'; }
+migrated() { "$PEEK" "$T/qmp/$1.qmp" run '{"execute":"query-migrate"}' | grep -q '"status": "completed"'; }
+# migrate VM SOCKET: QMP migrate of node pve1's VM to the incoming QEMU
+# listening on SOCKET; fail unless the source says completed (which it
+# says even when the target then dies on the stream: ask the target too)
+migrate() {
+	"$PEEK" "$T/qmp/$1.qmp" run "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$2\"}}" > /dev/null \
+		|| fail "$1: migrate refused"
+	wait_until 20000 migrated "$1" || fail "$1: migration: $("$PEEK" "$T/qmp/$1.qmp" run '{"execute":"query-migrate"}')"
+}
 
 test_live_migration_target_gets_the_published_set_then_its_own() {
 	mkdir -p "$T/state" "$T/node2/qmp" "$T/node2/cfg"
@@ -303,10 +312,7 @@ test_live_migration_target_gets_the_published_set_then_its_own() {
 	on_node2 us status
 	expect_in "$OUT" "vm 100: migrating (runstate inmigrate)" "status shows the runstate"
 
-	"$PEEK" "$T/qmp/100.qmp" run "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$T/mig.sock\"}}" > /dev/null \
-		|| fail "migrate refused"
-	migrated() { "$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}' | grep -q '"status": "completed"'; }
-	wait_until 20000 migrated || fail "migration: $("$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}')"
+	migrate 100 "$T/mig.sock"
 	kill -0 "$(cat "$T/target.pid")" || fail "target died"
 	expect_eq "$(peek_status "$T/node2/qmp/100.qmp")" "prelaunch" "target has the VM (not started, as the source was not)"
 	expect_eq "$(peek_status "$T/qmp/100.qmp")" "postmigrate" "source handed over"
@@ -346,13 +352,85 @@ test_status_counts_the_controller_the_migration_hook_added() {
 	local at
 	at=$(USBSYNC_DB=$T/node2/db/history.db ctl_added_at 100)
 	[ -n "$at" ] || fail "pve2's history has no controller add"
-	"$PEEK" "$T/qmp/100.qmp" run "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$T/mig.sock\"}}" > /dev/null \
-		|| fail "migrate refused"
-	migrated() { "$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}' | grep -q '"status": "completed"'; }
-	wait_until 20000 migrated || fail "migration: $("$PEEK" "$T/qmp/100.qmp" run '{"execute":"query-migrate"}')"
+	migrate 100 "$T/mig.sock"
 	expect_eq "$(peek_status "$T/node2/qmp/100.qmp")" "prelaunch" "the target has the VM"
 	USBSYNC_DB=$T/node2/db/history.db on_node2 us status
 	expect_in "$OUT" "  controller xhci (qemu-xhci on pci.1 addr 0x1b): added by usbsync at $at" "the hook's add counts"
+}
+
+in_runstate() { [ "$(peek_status "$1" 2> /dev/null)" = "$2" ]; }
+
+# A publication is only as fresh as usbsync's last run on the source: the
+# guest may have let go of Proxmox's xhci (and QEMU removed everything on
+# it), or someone device_del'ed a device by hand.  The target then adds
+# more than the stream holds.  QEMU 7.2 refuses a section it has no device
+# for, never a device the stream has no section for (that one stays as it
+# was created), so the migration completes; the target's own reconcile
+# then removes the copies.  It removes no controller: the extra xhci stays
+# (QEMU told the guest of no hot-plug: that state came from the source).
+test_live_migration_survives_a_stale_publication_listing_more() {
+	mkdir -p "$T/state" "$T/node2/qmp" "$T/node2/cfg"
+	chmod 700 "$T/node2/cfg"
+	export USBSYNC_STATE_DIR=$T/state
+	local vm t
+	local -A published
+	for vm in 100 101; do
+		pve_vm_start $vm
+		qmp_run $vm '{"execute":"cont"}' # running, as on Proxmox
+	done
+	conf 100 "3-4.4"
+	conf 101 "3-4.1"
+	USBSYNC_NODE=pve1 us reconcile
+	expect_rc 0
+	expect_in "$(cat "$T/state/100.json")" '"controller":{"id":"xhci"' "100: the controller is published"
+	expect_in "$(cat "$T/state/100.json")" '"id":"usbhost3-4.4"' "100: its device is published"
+	expect_in "$(cat "$T/state/101.json")" '"id":"usbhost3-4.1.2"' "101: 3-4.1.2 is published"
+	# Behind usbsync's back: 100's guest lets go of the xhci Proxmox
+	# unplugged; 101 loses a device to a device_del by hand.
+	proxmox_unplugs_xhci 100
+	"$PEEK" "$T/qmp/100.qmp" guest-eject xhci > /dev/null || fail "the guest did not let go"
+	has_no_xhci 100 || fail "100 still has its xhci"
+	expect_eq "$(usb_ids 100)" "" "100 holds no device"
+	qmp_run 101 '{"execute":"device_del","arguments":{"id":"usbhost3-4.1.2"}}'
+	expect_eq "$(usb_ids 101)" "usbhost3-4.1.1 usbhost3-4.1.4" "101 holds one device fewer"
+	published[100]="usbhost3-4.4 3 0 xhci.0 15 "
+	published[101]="usbhost3-4.1.1 3 0 xhci.0 15 usbhost3-4.1.2 3 0 xhci.0 14 usbhost3-4.1.4 3 0 xhci.0 13 "
+
+	for vm in 100 101; do
+		t=$T/node2/qmp/$vm.qmp
+		# shellcheck disable=SC2086
+		qemu_paused "$t" "$T/target.$vm.pid" $PVE_Q35 -incoming "unix:$T/mig.$vm.sock" \
+			|| fail "target $vm did not start"
+		VMPIDS="$VMPIDS $(cat "$T/target.$vm.pid")"
+		PVE_MIGRATED_FROM=pve1 on_node2 us hook $vm post-start
+		expect_rc 0
+		expect_in "$OUT" "vm $vm: added qemu-xhci xhci on pci.1" "$vm: the hook adds the controller"
+		expect_eq "$("$PEEK" "$t" usb | tr '\n' ' ')" "${published[$vm]}" "$vm: the hook adds the whole published set"
+		migrate $vm "$T/mig.$vm.sock"
+		# -S, like Proxmox's target: it waits for a cont once the stream is in.
+		wait_until 5000 in_runstate "$t" paused \
+			|| fail "$vm: the target did not take the stream (alive: $(is_qemu "$(cat "$T/target.$vm.pid")" && echo yes || echo no))"
+		"$PEEK" "$t" run '{"execute":"cont"}' > /dev/null || fail "$vm: cont on the target"
+		expect_eq "$(peek_status "$t")" "running" "$vm: the target runs the VM"
+		expect_eq "$(peek_status "$T/qmp/$vm.qmp")" "postmigrate" "$vm: the source handed it over"
+		expect_eq "$("$PEEK" "$t" usb | tr '\n' ' ')" "${published[$vm]}" "$vm: the copies are still there"
+	done
+
+	# pve2 wants nothing for 100 (no config at all) and the webcam for 101.
+	printf '3-4.4\n' > "$T/node2/cfg/101.usb.conf"
+	on_node2 us reconcile --all
+	expect_rc 0
+	expect_eq "$("$PEEK" "$T/node2/qmp/100.qmp" usb)" "" "100: the copies are gone"
+	expect_eq "$("$PEEK" "$T/node2/qmp/101.qmp" usb | tr '\n' ' ')" "usbhost3-4.4 3 4.4 xhci.0 15 " "101: pve2's own set"
+	for vm in 100 101; do
+		expect_eq "$("$PEEK" "$T/node2/qmp/$vm.qmp" run \
+			'{"execute":"qom-get","arguments":{"path":"/machine/peripheral/xhci","property":"type"}}')" \
+			'"qemu-xhci"' "$vm: the controller stays"
+		expect_eq "$(peek_status "$T/node2/qmp/$vm.qmp")" "running" "$vm: still running"
+	done
+	expect_in "$(cat "$T/state/101.json")" '"node":"pve2"' "published by the new node"
+	on_node2 us reconcile --all
+	expect_in "$OUT" "in sync" "then a no-op"
 }
 
 test_bad_state_files_and_dirs_never_keep_devices_from_vms() {
